@@ -1,0 +1,289 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Defaults of the options.
+const (
+	DefaultSQLitePath = "audit.db"      // WithSQLite
+	DefaultTable      = "audit_entries" // WithTable
+	DefaultQueueSize  = 4096            // WithQueueSize
+	DefaultBatchSize  = 512             // WithBatchSize
+)
+
+// retentionInterval is how often WithRetention prunes after its first run.
+const retentionInterval = time.Minute
+
+// chainTable holds one row per audit table: the chain head and the prune
+// checkpoint. WithTable may not name it.
+const chainTable = "audit_chain_heads"
+
+var tableNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+// OverflowPolicy says what Record does in async mode when the queue is full.
+type OverflowPolicy int
+
+const (
+	// OverflowBlock makes Record wait for room until its ctx ends. It is
+	// the default.
+	OverflowBlock OverflowPolicy = iota
+	// OverflowFail makes Record return ErrQueueFull at once.
+	OverflowFail
+)
+
+// String returns the policy's name.
+func (p OverflowPolicy) String() string {
+	switch p {
+	case OverflowBlock:
+		return "OverflowBlock"
+	case OverflowFail:
+		return "OverflowFail"
+	}
+	return fmt.Sprintf("OverflowPolicy(%d)", int(p))
+}
+
+// An Option configures an AuditService in New.
+type Option func(*config)
+
+// config is what the options set. New validates it once; options only
+// record what they were given, and the errors of what they could not take.
+type config struct {
+	sqlitePath string
+	dialector  gorm.Dialector
+	db         *gorm.DB
+	sources    []string // names of the database options given, in order
+
+	table      string
+	async      bool
+	queueSize  int
+	batchSize  int
+	overflow   OverflowPolicy
+	retention  time.Duration
+	chainKey   []byte
+	logger     *slog.Logger
+	clock      func() time.Time
+	redactKey  []byte
+	redactKeys map[string]bool // lower-cased
+
+	retentionEvery time.Duration // tests shorten it
+	errs           []error
+}
+
+func defaultConfig() config {
+	return config{
+		sqlitePath:     DefaultSQLitePath,
+		table:          DefaultTable,
+		async:          true,
+		queueSize:      DefaultQueueSize,
+		batchSize:      DefaultBatchSize,
+		overflow:       OverflowBlock,
+		logger:         slog.Default(),
+		clock:          time.Now,
+		retentionEvery: retentionInterval,
+	}
+}
+
+func (c *config) fail(option, format string, args ...any) {
+	c.errs = append(c.errs, fmt.Errorf("audit: %s: %s", option, fmt.Sprintf(format, args...)))
+}
+
+// validate checks what no single option can: the choice of database.
+func (c *config) validate() error {
+	if len(c.sources) > 1 {
+		c.fail(strings.Join(c.sources, ", "), "choose at most one of WithSQLite, WithDialector and WithDB")
+	}
+	return errors.Join(c.errs...)
+}
+
+// WithSQLite stores the log in the SQLite file at path, opened with WAL, a
+// busy timeout and synchronous=FULL (see the README for the trade-off).
+// The file is created if missing; its directory is not. ":memory:" gives the
+// service a private in-memory database that all its connections share.
+// Defaults to "audit.db" in the working directory.
+func WithSQLite(path string) Option {
+	return func(c *config) {
+		c.sources = append(c.sources, "WithSQLite")
+		if path == "" {
+			c.fail("WithSQLite", "empty path")
+			return
+		}
+		c.sqlitePath = path
+	}
+}
+
+// WithDialector stores the log through any GORM dialector, such as
+// postgres.Open(dsn) or sqlite.Open(dsn). The service opens it lazily,
+// once, and closes it in Shutdown. SQLite and PostgreSQL are supported.
+func WithDialector(d gorm.Dialector) Option {
+	return func(c *config) {
+		c.sources = append(c.sources, "WithDialector")
+		if d == nil {
+			c.fail("WithDialector", "nil dialector")
+			return
+		}
+		if _, ok := dialectFor(d.Name()); !ok {
+			c.fail("WithDialector", "unsupported dialect %q (want sqlite or postgres)", d.Name())
+			return
+		}
+		c.dialector = d
+	}
+}
+
+// WithDB shares an open *gorm.DB. Shutdown and Close leave it open: it
+// belongs to the caller.
+func WithDB(db *gorm.DB) Option {
+	return func(c *config) {
+		c.sources = append(c.sources, "WithDB")
+		if db == nil || db.Dialector == nil {
+			c.fail("WithDB", "nil db")
+			return
+		}
+		if _, ok := dialectFor(db.Dialector.Name()); !ok {
+			c.fail("WithDB", "unsupported dialect %q (want sqlite or postgres)", db.Dialector.Name())
+			return
+		}
+		c.db = db
+	}
+}
+
+// WithTable names the table of entries. It must match
+// ^[A-Za-z_][A-Za-z0-9_]{0,62}$. Defaults to "audit_entries".
+func WithTable(name string) Option {
+	return func(c *config) {
+		switch {
+		case !tableNameRE.MatchString(name):
+			c.fail("WithTable", "table name %q is not an identifier matching %s", name, tableNameRE)
+		case strings.EqualFold(name, chainTable):
+			c.fail("WithTable", "table name %q is reserved for the chain heads", name)
+		default:
+			c.table = name
+		}
+	}
+}
+
+// WithAsync chooses async mode (Record returns once the entry is queued) or
+// sync mode (Record returns once the entry is committed). Defaults to true.
+func WithAsync(async bool) Option {
+	return func(c *config) { c.async = async }
+}
+
+// WithQueueSize sets how many entries may wait for the writer. Defaults to
+// 4096.
+func WithQueueSize(n int) Option {
+	return func(c *config) {
+		if n < 1 {
+			c.fail("WithQueueSize", "queue size %d is below 1", n)
+			return
+		}
+		c.queueSize = n
+	}
+}
+
+// WithBatchSize sets the most entries the writer commits in one
+// transaction. Defaults to 512.
+func WithBatchSize(n int) Option {
+	return func(c *config) {
+		if n < 1 {
+			c.fail("WithBatchSize", "batch size %d is below 1", n)
+			return
+		}
+		c.batchSize = n
+	}
+}
+
+// WithOverflow sets what async Record does with a full queue. Defaults to
+// OverflowBlock.
+func WithOverflow(p OverflowPolicy) Option {
+	return func(c *config) {
+		if p != OverflowBlock && p != OverflowFail {
+			c.fail("WithOverflow", "unknown policy %v", p)
+			return
+		}
+		c.overflow = p
+	}
+}
+
+// WithRetention prunes, in the background, the entries older than maxAge
+// (by the service's clock): within 5 seconds of the first open, then once a
+// minute. Zero, the default, keeps everything.
+func WithRetention(maxAge time.Duration) Option {
+	return func(c *config) {
+		if maxAge < 0 {
+			c.fail("WithRetention", "negative retention %v", maxAge)
+			return
+		}
+		c.retention = maxAge
+	}
+}
+
+// WithChainKey chains entries with HMAC-SHA256 under key instead of plain
+// SHA-256, so that only holders of the key can forge a consistent chain.
+// Every service and verifier of one table must use the same key. Defaults
+// to no key.
+func WithChainKey(key []byte) Option {
+	return func(c *config) {
+		if len(key) == 0 {
+			c.fail("WithChainKey", "empty key")
+			return
+		}
+		c.chainKey = append([]byte(nil), key...)
+	}
+}
+
+// WithLogger sets where the service logs failures and, on a Shutdown that
+// times out, the entries it could not commit. GORM's own log goes there
+// too, at error level. Defaults to slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l == nil {
+			c.fail("WithLogger", "nil logger")
+			return
+		}
+		c.logger = l
+	}
+}
+
+// WithClock sets the clock that stamps entries recorded with a zero Time
+// and that WithRetention measures age by. Defaults to time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) {
+		if now == nil {
+			c.fail("WithClock", "nil clock")
+			return
+		}
+		c.clock = now
+	}
+}
+
+// WithRedactKeys replaces, before hashing and storage, the value of every
+// Details key named in keys (at any depth, matched case-insensitively) with
+// "hmac-sha256:" and the hex HMAC-SHA256 under hmacKey of the value's
+// canonical JSON: equal secrets stay correlatable, but unreadable. Defaults
+// to no redaction.
+func WithRedactKeys(hmacKey []byte, keys ...string) Option {
+	return func(c *config) {
+		if len(hmacKey) == 0 {
+			c.fail("WithRedactKeys", "empty HMAC key")
+			return
+		}
+		if len(keys) == 0 {
+			c.fail("WithRedactKeys", "no keys to redact")
+			return
+		}
+		c.redactKey = append([]byte(nil), hmacKey...)
+		if c.redactKeys == nil {
+			c.redactKeys = make(map[string]bool, len(keys))
+		}
+		for _, k := range keys {
+			c.redactKeys[strings.ToLower(k)] = true
+		}
+	}
+}
