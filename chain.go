@@ -120,8 +120,10 @@ func (s *AuditService) verify(ctx context.Context, sess *session, tx *sql.Tx) (V
 			}
 			switch {
 			case id != wantID:
+				// Entries before id are missing: id's link is the first
+				// that does not check.
 				rows.Close()
-				return rep, tampered(wantID, fmt.Sprintf("expected ID %d next, found %d", wantID, id))
+				return rep, tampered(id, fmt.Sprintf("expected ID %d next, found %d", wantID, id))
 			case prev != prevHash:
 				rows.Close()
 				return rep, tampered(id, "PrevHash does not match the entry before it")
@@ -145,10 +147,15 @@ func (s *AuditService) verify(ctx context.Context, sess *session, tx *sql.Tx) (V
 			break
 		}
 	}
-	// Everything up to the head must be there: removing the newest entries
-	// is caught here unless the head row was rewritten too.
-	if wantID-1 != lastID || prevHash != lastHash {
-		return rep, tampered(wantID, fmt.Sprintf("the chain head is entry %d, the last entry found is %d", lastID, wantID-1))
+	// The walk must end exactly at the chain head: removing the newest
+	// entries is caught here unless the head row was rewritten too.
+	switch last := wantID - 1; {
+	case last > lastID:
+		return rep, tampered(lastID+1, fmt.Sprintf("entries after the chain head (entry %d)", lastID))
+	case last < lastID:
+		return rep, tampered(last+1, fmt.Sprintf("entries %d through %d, up to the chain head, are missing", last+1, lastID))
+	case prevHash != lastHash:
+		return rep, tampered(last, "the last entry does not match the chain head")
 	}
 	rep.Head = lastHash
 	return rep, nil
