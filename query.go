@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -336,3 +337,5 @@ func (s *AuditService) insertBatch(ctx context.Context, sess *session, recs []*r
 // insertChunk is the most rows per INSERT statement: 10 arguments a row
 // stays below SQLite's and PostgreSQL's limits on bound parameters.
 const insertChunk = 256
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
