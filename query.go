@@ -55,16 +55,19 @@ type queries struct {
 func newQueries(d dialect, table string) queries {
 	t := quote(table)
 	q := queries{d: d, table: t}
-	idType, idSuffix := "INTEGER", "" // SQLite: the rowid; every index ends with it already
+	// SQLite: id is the rowid, which every index ends with already.
+	// PostgreSQL: indexes name id, and time compares byte-wise (the "C"
+	// collation), as the fixed-width text needs.
+	idType, idSuffix, timeType := "INTEGER", "", "TEXT"
 	if d.postgres {
-		idType, idSuffix = "BIGINT", ", id"
+		idType, idSuffix, timeType = "BIGINT", ", id", `TEXT COLLATE "C"`
 	}
 	// Time is fixed-width RFC 3339 text (see timeLayout), details the JSON
 	// exactly as hashed: both read back byte for byte.
 	q.schema = []string{
 		`CREATE TABLE IF NOT EXISTS ` + t + ` (
 	id ` + idType + ` PRIMARY KEY,
-	time TEXT NOT NULL,
+	time ` + timeType + ` NOT NULL,
 	event_type TEXT NOT NULL,
 	actor TEXT NOT NULL,
 	resource TEXT NOT NULL DEFAULT '',

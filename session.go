@@ -298,6 +298,13 @@ func (s *AuditService) migrate(ctx context.Context, sess *session) error {
 		}
 	}
 	return s.writeTx(ctx, sess, func(tx execer) error {
+		if sess.d.postgres {
+			// Concurrent CREATE ... IF NOT EXISTS can fail on PostgreSQL's
+			// catalog; services starting together take turns instead.
+			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", schemaLockKey); err != nil {
+				return fmt.Errorf("lock schema: %w", err)
+			}
+		}
 		for _, stmt := range sess.q.schema {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("%s: %w", firstWords(stmt), err)
@@ -309,6 +316,10 @@ func (s *AuditService) migrate(ctx context.Context, sess *session) error {
 		return nil
 	})
 }
+
+// schemaLockKey is the advisory lock that serialises schema creation on
+// PostgreSQL: a fixed key, the same in every process of this library.
+const schemaLockKey int64 = 0x3c1d6a5e2b4f7a19
 
 func firstWords(stmt string) string {
 	if i := strings.Index(stmt, "("); i > 0 {
