@@ -84,56 +84,58 @@ func TestNewDoesNotTouchDatabase(t *testing.T) {
 }
 
 func TestRoundTrip(t *testing.T) {
-	ctx := context.Background()
-	s, _ := newService(t)
-	zone := time.FixedZone("UTC+5:30", 5*3600+1800)
-	in := []Entry{
-		{
-			Time:      time.Date(2026, 3, 4, 5, 6, 7, 123456789, zone),
-			EventType: "permission.change",
-			Actor:     "alice@example.com",
-			Resource:  "projects/42/members/bob",
-			Outcome:   "success",
-			RequestID: "req-7f3a",
-			Details: map[string]any{
-				"role":   map[string]any{"before": "viewer", "after": "admin", "scopes": []any{"read", "write", float64(3)}},
-				"reason": "on-call rotation",
-				"nested": map[string]any{"a": map[string]any{"b": map[string]any{"c": true, "d": nil}}},
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		s := st.service(t)
+		zone := time.FixedZone("UTC+5:30", 5*3600+1800)
+		in := []Entry{
+			{
+				Time:      time.Date(2026, 3, 4, 5, 6, 7, 123456789, zone),
+				EventType: "permission.change",
+				Actor:     "alice@example.com",
+				Resource:  "projects/42/members/bob",
+				Outcome:   "success",
+				RequestID: "req-7f3a",
+				Details: map[string]any{
+					"role":   map[string]any{"before": "viewer", "after": "admin", "scopes": []any{"read", "write", float64(3)}},
+					"reason": "on-call rotation",
+					"nested": map[string]any{"a": map[string]any{"b": map[string]any{"c": true, "d": nil}}},
+				},
 			},
-		},
-		{Time: time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC), EventType: "e", Actor: "a"}, // the zero Time means "now"
-		{Time: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), EventType: "e", Actor: "a"},
-		{Time: time.Date(1677, 1, 1, 0, 0, 0, 1, time.UTC), EventType: "before unix nanos", Actor: "a"},
-		{Time: time.Date(2263, 1, 1, 0, 0, 0, 1, time.UTC), EventType: "after unix nanos", Actor: "a"},
-		{
-			Time: time.Date(2026, 1, 1, 0, 0, 0, 1, time.UTC), EventType: "unicode",
-			Actor:    "e\u0301\u200f\u05e9\u05dc\u05d5\u05dd 𝄞🙂",
-			Resource: strings.Repeat("𝄞", 256), // 1024 bytes of 4-byte runes
-			Details:  map[string]any{"emoji": "🙂", "rtl": "\u202eevil", "nul": "a\x00b"},
-		},
-	}
-	for _, e := range in {
-		require.NoError(t, s.Record(ctx, e))
-	}
-	require.NoError(t, s.Flush(ctx))
+			{Time: time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC), EventType: "e", Actor: "a"}, // the zero Time means "now"
+			{Time: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), EventType: "e", Actor: "a"},
+			{Time: time.Date(1677, 1, 1, 0, 0, 0, 1, time.UTC), EventType: "before unix nanos", Actor: "a"},
+			{Time: time.Date(2263, 1, 1, 0, 0, 0, 1, time.UTC), EventType: "after unix nanos", Actor: "a"},
+			{
+				Time: time.Date(2026, 1, 1, 0, 0, 0, 1, time.UTC), EventType: "unicode",
+				Actor:    "e\u0301\u200f\u05e9\u05dc\u05d5\u05dd 𝄞🙂",
+				Resource: strings.Repeat("𝄞", 256), // 1024 bytes of 4-byte runes
+				Details:  map[string]any{"emoji": "🙂", "rtl": "\u202eevil", "nul": "a\x00b"},
+			},
+		}
+		for _, e := range in {
+			require.NoError(t, s.Record(ctx, e))
+		}
+		require.NoError(t, s.Flush(ctx))
 
-	var prev string
-	for i, want := range in {
-		got, err := s.Get(ctx, int64(i+1))
-		require.NoError(t, err)
-		assert.Equal(t, int64(i+1), got.ID)
-		assert.True(t, got.Time.Equal(want.Time), "time %v, want %v", got.Time, want.Time)
-		assert.Equal(t, time.UTC, got.Time.Location())
-		assert.Equal(t, want.EventType, got.EventType)
-		assert.Equal(t, want.Actor, got.Actor)
-		assert.Equal(t, want.Resource, got.Resource)
-		assert.Equal(t, want.Outcome, got.Outcome)
-		assert.Equal(t, want.RequestID, got.RequestID)
-		assert.Equal(t, jsonRoundTrip(t, want.Details), got.Details)
-		assert.Equal(t, prev, got.PrevHash)
-		assert.Regexp(t, hexHash, got.Hash)
-		prev = got.Hash
-	}
+		var prev string
+		for i, want := range in {
+			got, err := s.Get(ctx, int64(i+1))
+			require.NoError(t, err)
+			assert.Equal(t, int64(i+1), got.ID)
+			assert.True(t, got.Time.Equal(want.Time), "time %v, want %v", got.Time, want.Time)
+			assert.Equal(t, time.UTC, got.Time.Location())
+			assert.Equal(t, want.EventType, got.EventType)
+			assert.Equal(t, want.Actor, got.Actor)
+			assert.Equal(t, want.Resource, got.Resource)
+			assert.Equal(t, want.Outcome, got.Outcome)
+			assert.Equal(t, want.RequestID, got.RequestID)
+			assert.Equal(t, jsonRoundTrip(t, want.Details), got.Details)
+			assert.Equal(t, prev, got.PrevHash)
+			assert.Regexp(t, hexHash, got.Hash)
+			prev = got.Hash
+		}
+	})
 }
 
 // jsonRoundTrip is what Details read back as: the value after a JSON round
@@ -151,166 +153,178 @@ func jsonRoundTrip(t *testing.T, d map[string]any) map[string]any {
 }
 
 func TestDetailsNilAndEmptyReadBackNil(t *testing.T) {
-	ctx := context.Background()
-	s, _ := newService(t)
-	require.NoError(t, s.Record(ctx, Entry{EventType: "e", Actor: "a", Details: nil}))
-	require.NoError(t, s.Record(ctx, Entry{EventType: "e", Actor: "a", Details: map[string]any{}}))
-	require.NoError(t, s.Flush(ctx))
-	for id := int64(1); id <= 2; id++ {
-		e, err := s.Get(ctx, id)
-		require.NoError(t, err)
-		assert.Nil(t, e.Details)
-	}
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		s := st.service(t)
+		require.NoError(t, s.Record(ctx, Entry{EventType: "e", Actor: "a", Details: nil}))
+		require.NoError(t, s.Record(ctx, Entry{EventType: "e", Actor: "a", Details: map[string]any{}}))
+		require.NoError(t, s.Flush(ctx))
+		for id := int64(1); id <= 2; id++ {
+			e, err := s.Get(ctx, id)
+			require.NoError(t, err)
+			assert.Nil(t, e.Details)
+		}
+	})
 }
 
 func TestRecordValidation(t *testing.T) {
-	ctx := context.Background()
-	cyclic := map[string]any{}
-	cyclic["self"] = cyclic
-	deep := map[string]any{}
-	for i, m := 0, deep; i < maxDetailsDepth; i++ {
-		next := map[string]any{}
-		m["d"] = next
-		m = next
-	}
-	valid := func() Entry { return Entry{EventType: "e", Actor: "a"} }
-	with := func(f func(*Entry)) Entry { e := valid(); f(&e); return e }
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		cyclic := map[string]any{}
+		cyclic["self"] = cyclic
+		deep := map[string]any{}
+		for i, m := 0, deep; i < maxDetailsDepth; i++ {
+			next := map[string]any{}
+			m["d"] = next
+			m = next
+		}
+		valid := func() Entry { return Entry{EventType: "e", Actor: "a"} }
+		with := func(f func(*Entry)) Entry { e := valid(); f(&e); return e }
 
-	bad := []struct {
-		name  string
-		entry Entry
-		field string
-	}{
-		{"no event type", with(func(e *Entry) { e.EventType = "" }), "EventType"},
-		{"no actor", with(func(e *Entry) { e.Actor = "" }), "Actor"},
-		{"long event type", with(func(e *Entry) { e.EventType = strings.Repeat("x", 257) }), "EventType"},
-		{"long actor", with(func(e *Entry) { e.Actor = strings.Repeat("x", 257) }), "Actor"},
-		{"long outcome", with(func(e *Entry) { e.Outcome = strings.Repeat("x", 257) }), "Outcome"},
-		{"long request id", with(func(e *Entry) { e.RequestID = strings.Repeat("x", 257) }), "RequestID"},
-		{"long resource", with(func(e *Entry) { e.Resource = strings.Repeat("x", 1025) }), "Resource"},
-		{"invalid utf-8 actor", with(func(e *Entry) { e.Actor = "a\xffb" }), "Actor"},
-		{"invalid utf-8 resource", with(func(e *Entry) { e.Resource = "\xc3" }), "Resource"},
-		{"NUL in event type", with(func(e *Entry) { e.EventType = "a\x00b" }), "EventType"},
-		{"NUL in outcome", with(func(e *Entry) { e.Outcome = "\x00" }), "Outcome"},
-		{"NUL in request id", with(func(e *Entry) { e.RequestID = "r\x00" }), "RequestID"},
-		{"NaN in details", with(func(e *Entry) { e.Details = map[string]any{"x": math.NaN()} }), "Details"},
-		{"infinity in details", with(func(e *Entry) { e.Details = map[string]any{"x": math.Inf(1)} }), "Details"},
-		{"channel in details", with(func(e *Entry) { e.Details = map[string]any{"x": make(chan int)} }), "Details"},
-		{"func in details", with(func(e *Entry) { e.Details = map[string]any{"x": func() {}} }), "Details"},
-		{"cycle in details", with(func(e *Entry) { e.Details = cyclic }), "Details"},
-		{"details too large", with(func(e *Entry) { e.Details = map[string]any{"x": strings.Repeat("y", maxDetailsJSON)} }), "Details"},
-		{"details too deep", with(func(e *Entry) { e.Details = map[string]any{"d": deep} }), "Details"},
-		{"year 0", with(func(e *Entry) { e.Time = time.Date(0, 12, 31, 0, 0, 0, 0, time.UTC) }), "Time"},
-		{"year 10000", with(func(e *Entry) { e.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }), "Time"},
-		{"year 10000 in UTC only", with(func(e *Entry) {
-			e.Time = time.Date(9999, 12, 31, 23, 0, 0, 0, time.FixedZone("west", -2*3600))
-		}), "Time"},
-	}
-	s, _ := newService(t)
-	for _, tt := range bad {
-		t.Run(tt.name, func(t *testing.T) {
-			err := s.Record(ctx, tt.entry)
-			require.ErrorIs(t, err, ErrInvalidEntry)
-			assert.Contains(t, err.Error(), tt.field)
-		})
-	}
+		bad := []struct {
+			name  string
+			entry Entry
+			field string
+		}{
+			{"no event type", with(func(e *Entry) { e.EventType = "" }), "EventType"},
+			{"no actor", with(func(e *Entry) { e.Actor = "" }), "Actor"},
+			{"long event type", with(func(e *Entry) { e.EventType = strings.Repeat("x", 257) }), "EventType"},
+			{"long actor", with(func(e *Entry) { e.Actor = strings.Repeat("x", 257) }), "Actor"},
+			{"long outcome", with(func(e *Entry) { e.Outcome = strings.Repeat("x", 257) }), "Outcome"},
+			{"long request id", with(func(e *Entry) { e.RequestID = strings.Repeat("x", 257) }), "RequestID"},
+			{"long resource", with(func(e *Entry) { e.Resource = strings.Repeat("x", 1025) }), "Resource"},
+			{"invalid utf-8 actor", with(func(e *Entry) { e.Actor = "a\xffb" }), "Actor"},
+			{"invalid utf-8 resource", with(func(e *Entry) { e.Resource = "\xc3" }), "Resource"},
+			{"NUL in event type", with(func(e *Entry) { e.EventType = "a\x00b" }), "EventType"},
+			{"NUL in outcome", with(func(e *Entry) { e.Outcome = "\x00" }), "Outcome"},
+			{"NUL in request id", with(func(e *Entry) { e.RequestID = "r\x00" }), "RequestID"},
+			{"NaN in details", with(func(e *Entry) { e.Details = map[string]any{"x": math.NaN()} }), "Details"},
+			{"infinity in details", with(func(e *Entry) { e.Details = map[string]any{"x": math.Inf(1)} }), "Details"},
+			{"channel in details", with(func(e *Entry) { e.Details = map[string]any{"x": make(chan int)} }), "Details"},
+			{"func in details", with(func(e *Entry) { e.Details = map[string]any{"x": func() {}} }), "Details"},
+			{"cycle in details", with(func(e *Entry) { e.Details = cyclic }), "Details"},
+			{"details too large", with(func(e *Entry) { e.Details = map[string]any{"x": strings.Repeat("y", maxDetailsJSON)} }), "Details"},
+			{"details too deep", with(func(e *Entry) { e.Details = map[string]any{"d": deep} }), "Details"},
+			{"year 0", with(func(e *Entry) { e.Time = time.Date(0, 12, 31, 0, 0, 0, 0, time.UTC) }), "Time"},
+			{"year 10000", with(func(e *Entry) { e.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }), "Time"},
+			{"year 10000 in UTC only", with(func(e *Entry) {
+				e.Time = time.Date(9999, 12, 31, 23, 0, 0, 0, time.FixedZone("west", -2*3600))
+			}), "Time"},
+		}
+		s := st.service(t)
+		for _, tt := range bad {
+			t.Run(tt.name, func(t *testing.T) {
+				err := s.Record(ctx, tt.entry)
+				require.ErrorIs(t, err, ErrInvalidEntry)
+				assert.Contains(t, err.Error(), tt.field)
+			})
+		}
 
-	exactDetails := map[string]any{"x": ""}
-	overhead := len(`{"x":""}`)
-	exactDetails["x"] = strings.Repeat("y", maxDetailsJSON-overhead)
-	good := []struct {
-		name  string
-		entry Entry
-	}{
-		{"256-byte fields", with(func(e *Entry) {
-			long := strings.Repeat("x", 256)
-			e.EventType, e.Actor, e.Outcome, e.RequestID = long, long, long, long
-		})},
-		{"1024-byte resource", with(func(e *Entry) { e.Resource = strings.Repeat("r", 1024) })},
-		{"65536-byte details", with(func(e *Entry) { e.Details = exactDetails })},
-		{"details at the depth limit", with(func(e *Entry) {
-			d := map[string]any{}
-			for i, m := 1, d; i < maxDetailsDepth; i++ {
-				next := map[string]any{}
-				m["d"] = next
-				m = next
-			}
-			e.Details = d
-		})},
-		{"year 1", with(func(e *Entry) { e.Time = time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC) })},
-		{"year 9999", with(func(e *Entry) { e.Time = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC) })},
-	}
-	for _, tt := range good {
-		t.Run(tt.name, func(t *testing.T) {
-			require.NoError(t, s.Record(ctx, tt.entry))
-		})
-	}
-	require.NoError(t, s.Flush(ctx))
+		exactDetails := map[string]any{"x": ""}
+		overhead := len(`{"x":""}`)
+		exactDetails["x"] = strings.Repeat("y", maxDetailsJSON-overhead)
+		good := []struct {
+			name  string
+			entry Entry
+		}{
+			{"256-byte fields", with(func(e *Entry) {
+				long := strings.Repeat("x", 256)
+				e.EventType, e.Actor, e.Outcome, e.RequestID = long, long, long, long
+			})},
+			{"1024-byte resource", with(func(e *Entry) { e.Resource = strings.Repeat("r", 1024) })},
+			{"65536-byte details", with(func(e *Entry) { e.Details = exactDetails })},
+			{"details at the depth limit", with(func(e *Entry) {
+				d := map[string]any{}
+				for i, m := 1, d; i < maxDetailsDepth; i++ {
+					next := map[string]any{}
+					m["d"] = next
+					m = next
+				}
+				e.Details = d
+			})},
+			{"year 1", with(func(e *Entry) { e.Time = time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC) })},
+			{"year 9999", with(func(e *Entry) { e.Time = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC) })},
+		}
+		for _, tt := range good {
+			t.Run(tt.name, func(t *testing.T) {
+				require.NoError(t, s.Record(ctx, tt.entry))
+			})
+		}
+		require.NoError(t, s.Flush(ctx))
 
-	// Nothing invalid was queued, and everything valid was committed.
-	st := s.Stats()
-	assert.Equal(t, uint64(len(bad)), st.Rejected)
-	assert.Equal(t, uint64(len(good)), st.Written)
-	n, err := s.Count(ctx, Filter{})
-	require.NoError(t, err)
-	assert.Equal(t, int64(len(good)), n)
-	e, err := s.Get(ctx, 4)
-	require.NoError(t, err)
-	assert.Equal(t, jsonRoundTrip(t, good[3].entry.Details), e.Details, "deepest accepted details round-trip")
+		// Nothing invalid was queued, and everything valid was committed.
+		stats := s.Stats()
+		assert.Equal(t, uint64(len(bad)), stats.Rejected)
+		assert.Equal(t, uint64(len(good)), stats.Written)
+		n, err := s.Count(ctx, Filter{})
+		require.NoError(t, err)
+		assert.Equal(t, int64(len(good)), n)
+		e, err := s.Get(ctx, 4)
+		require.NoError(t, err)
+		assert.Equal(t, jsonRoundTrip(t, good[3].entry.Details), e.Details, "deepest accepted details round-trip")
+	})
 }
 
 func TestRecordIgnoresCallerIDAndHashes(t *testing.T) {
-	ctx := context.Background()
-	s, _ := newService(t)
-	require.NoError(t, s.Record(ctx, Entry{ID: 99, PrevHash: "bogus", Hash: "bogus", EventType: "e", Actor: "a"}))
-	require.NoError(t, s.Flush(ctx))
-	e, err := s.Get(ctx, 1)
-	require.NoError(t, err)
-	assert.Equal(t, int64(1), e.ID)
-	assert.Equal(t, "", e.PrevHash)
-	assert.Regexp(t, hexHash, e.Hash)
-	_, err = s.Get(ctx, 99)
-	require.ErrorIs(t, err, ErrNotFound)
-	_, err = s.Verify(ctx)
-	require.NoError(t, err)
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		s := st.service(t)
+		require.NoError(t, s.Record(ctx, Entry{ID: 99, PrevHash: "bogus", Hash: "bogus", EventType: "e", Actor: "a"}))
+		require.NoError(t, s.Flush(ctx))
+		e, err := s.Get(ctx, 1)
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), e.ID)
+		assert.Equal(t, "", e.PrevHash)
+		assert.Regexp(t, hexHash, e.Hash)
+		_, err = s.Get(ctx, 99)
+		require.ErrorIs(t, err, ErrNotFound)
+		_, err = s.Verify(ctx)
+		require.NoError(t, err)
+	})
 }
 
 func TestRecordStampsZeroTimeWithClock(t *testing.T) {
-	ctx := context.Background()
-	now := time.Date(2030, 6, 7, 8, 9, 10, 11, time.FixedZone("x", 3600))
-	s, _ := newService(t, WithClock(func() time.Time { return now }))
-	require.NoError(t, s.Record(ctx, Entry{EventType: "e", Actor: "a"}))
-	require.NoError(t, s.Flush(ctx))
-	e, err := s.Get(ctx, 1)
-	require.NoError(t, err)
-	assert.True(t, e.Time.Equal(now), "got %v", e.Time)
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		now := time.Date(2030, 6, 7, 8, 9, 10, 11, time.FixedZone("x", 3600))
+		s := st.service(t, WithClock(func() time.Time { return now }))
+		require.NoError(t, s.Record(ctx, Entry{EventType: "e", Actor: "a"}))
+		require.NoError(t, s.Flush(ctx))
+		e, err := s.Get(ctx, 1)
+		require.NoError(t, err)
+		assert.True(t, e.Time.Equal(now), "got %v", e.Time)
+	})
 }
 
 func TestRecordTakesActorAndRequestIDFromContext(t *testing.T) {
-	s, _ := newService(t)
-	ctx := ContextWithRequestID(ContextWithActor(context.Background(), "carol"), "req-1")
-	require.NoError(t, s.Record(ctx, Entry{EventType: "e"}))
-	require.NoError(t, s.Record(ctx, Entry{EventType: "e", Actor: "dave", RequestID: "req-2"}))
-	require.NoError(t, s.Flush(ctx))
-	list, err := s.List(ctx, Filter{})
-	require.NoError(t, err)
-	require.Len(t, list, 2)
-	assert.Equal(t, "carol", list[0].Actor)
-	assert.Equal(t, "req-1", list[0].RequestID)
-	assert.Equal(t, "dave", list[1].Actor, "an explicit Actor wins")
-	assert.Equal(t, "req-2", list[1].RequestID)
+	forEachBackend(t, func(t *testing.T, st *store) {
+		s := st.service(t)
+		ctx := ContextWithRequestID(ContextWithActor(context.Background(), "carol"), "req-1")
+		require.NoError(t, s.Record(ctx, Entry{EventType: "e"}))
+		require.NoError(t, s.Record(ctx, Entry{EventType: "e", Actor: "dave", RequestID: "req-2"}))
+		require.NoError(t, s.Flush(ctx))
+		list, err := s.List(ctx, Filter{})
+		require.NoError(t, err)
+		require.Len(t, list, 2)
+		assert.Equal(t, "carol", list[0].Actor)
+		assert.Equal(t, "req-1", list[0].RequestID)
+		assert.Equal(t, "dave", list[1].Actor, "an explicit Actor wins")
+		assert.Equal(t, "req-2", list[1].RequestID)
 
-	a, ok := ActorFromContext(context.Background())
-	assert.False(t, ok)
-	assert.Empty(t, a)
+		a, ok := ActorFromContext(context.Background())
+		assert.False(t, ok)
+		assert.Empty(t, a)
+	})
 }
 
 func TestGetNotFound(t *testing.T) {
-	s, _ := newService(t)
-	for _, id := range []int64{0, -1, 1, math.MaxInt64} {
-		_, err := s.Get(context.Background(), id)
-		require.ErrorIs(t, err, ErrNotFound, "id %d", id)
-	}
+	forEachBackend(t, func(t *testing.T, st *store) {
+		s := st.service(t)
+		for _, id := range []int64{0, -1, 1, math.MaxInt64} {
+			_, err := s.Get(context.Background(), id)
+			require.ErrorIs(t, err, ErrNotFound, "id %d", id)
+		}
+	})
 }
 
 // modelEntries records n entries with varied fields and times (not in ID
@@ -366,53 +380,55 @@ func modelList(all []Entry, f Filter) []Entry {
 }
 
 func TestFiltersAgreeWithModel(t *testing.T) {
-	ctx := context.Background()
-	s, _ := newService(t)
-	all := modelEntries(t, s, 300)
-	base := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
-	local := time.FixedZone("local", -7*3600)
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		s := st.service(t)
+		all := modelEntries(t, s, 300)
+		base := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+		local := time.FixedZone("local", -7*3600)
 
-	filters := map[string]Filter{
-		"none":                 {},
-		"actor":                {Actor: "user-3"},
-		"event type":           {EventType: "user.login"},
-		"event type none":      {EventType: "user.logout"},
-		"resource":             {Resource: "doc/5"},
-		"outcome":              {Outcome: "denied"},
-		"request id":           {RequestID: "req-123"},
-		"since":                {Since: base.Add(100 * time.Minute)},
-		"until":                {Until: base.Add(50 * time.Minute)},
-		"window":               {Since: base.Add(20 * time.Minute), Until: base.Add(80 * time.Minute)},
-		"window in other zone": {Since: base.Add(20 * time.Minute).In(local), Until: base.Add(80 * time.Minute).In(local)},
-		"since exact ns":       {Since: all[10].Time},
-		"until exact ns":       {Until: all[10].Time},
-		"after id":             {AfterID: 250},
-		"before id":            {BeforeID: 20},
-		"id range":             {AfterID: 100, BeforeID: 120},
-		"actor and outcome":    {Actor: "user-2", Outcome: "failure"},
-		"actor window desc":    {Actor: "user-1", Since: base.Add(10 * time.Minute), Until: base.Add(200 * time.Minute), Desc: true},
-		"desc limit":           {Desc: true, Limit: 7},
-		"limit":                {Limit: 13},
-		"everything":           {Actor: "user-4", EventType: "user.login", Resource: "doc/4", Outcome: "success", Since: base, Until: base.Add(300 * time.Minute), AfterID: 1, BeforeID: 299},
-		"default limit":        {Limit: 0},
-	}
-	for name, f := range filters {
-		t.Run(name, func(t *testing.T) {
-			want := modelList(all, f)
-			got, err := s.List(ctx, f)
-			require.NoError(t, err)
-			assert.Equal(t, ids(want), ids(got))
+		filters := map[string]Filter{
+			"none":                 {},
+			"actor":                {Actor: "user-3"},
+			"event type":           {EventType: "user.login"},
+			"event type none":      {EventType: "user.logout"},
+			"resource":             {Resource: "doc/5"},
+			"outcome":              {Outcome: "denied"},
+			"request id":           {RequestID: "req-123"},
+			"since":                {Since: base.Add(100 * time.Minute)},
+			"until":                {Until: base.Add(50 * time.Minute)},
+			"window":               {Since: base.Add(20 * time.Minute), Until: base.Add(80 * time.Minute)},
+			"window in other zone": {Since: base.Add(20 * time.Minute).In(local), Until: base.Add(80 * time.Minute).In(local)},
+			"since exact ns":       {Since: all[10].Time},
+			"until exact ns":       {Until: all[10].Time},
+			"after id":             {AfterID: 250},
+			"before id":            {BeforeID: 20},
+			"id range":             {AfterID: 100, BeforeID: 120},
+			"actor and outcome":    {Actor: "user-2", Outcome: "failure"},
+			"actor window desc":    {Actor: "user-1", Since: base.Add(10 * time.Minute), Until: base.Add(200 * time.Minute), Desc: true},
+			"desc limit":           {Desc: true, Limit: 7},
+			"limit":                {Limit: 13},
+			"everything":           {Actor: "user-4", EventType: "user.login", Resource: "doc/4", Outcome: "success", Since: base, Until: base.Add(300 * time.Minute), AfterID: 1, BeforeID: 299},
+			"default limit":        {Limit: 0},
+		}
+		for name, f := range filters {
+			t.Run(name, func(t *testing.T) {
+				want := modelList(all, f)
+				got, err := s.List(ctx, f)
+				require.NoError(t, err)
+				assert.Equal(t, ids(want), ids(got))
 
-			unlimited := f
-			unlimited.Limit, unlimited.Desc = MaxListLimit, false
-			n, err := s.Count(ctx, f)
-			require.NoError(t, err)
-			assert.Equal(t, int64(len(modelList(all, unlimited))), n)
-		})
-	}
-	// The model must have been exercised: these filters select something.
-	assert.NotEmpty(t, modelList(all, filters["actor window desc"]))
-	assert.NotEmpty(t, modelList(all, filters["everything"]))
+				unlimited := f
+				unlimited.Limit, unlimited.Desc = MaxListLimit, false
+				n, err := s.Count(ctx, f)
+				require.NoError(t, err)
+				assert.Equal(t, int64(len(modelList(all, unlimited))), n)
+			})
+		}
+		// The model must have been exercised: these filters select something.
+		assert.NotEmpty(t, modelList(all, filters["actor window desc"]))
+		assert.NotEmpty(t, modelList(all, filters["everything"]))
+	})
 }
 
 func ids(es []Entry) []int64 {
@@ -424,229 +440,247 @@ func ids(es []Entry) []int64 {
 }
 
 func TestKeysetPagination(t *testing.T) {
-	ctx := context.Background()
-	s, _ := newService(t)
-	all := modelEntries(t, s, 250)
-	want := modelList(all, Filter{Actor: "user-5", Limit: MaxListLimit})
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		s := st.service(t)
+		all := modelEntries(t, s, 250)
+		want := modelList(all, Filter{Actor: "user-5", Limit: MaxListLimit})
 
-	var asc []int64
-	for f := (Filter{Actor: "user-5", Limit: 6}); ; {
-		page, err := s.List(ctx, f)
-		require.NoError(t, err)
-		if len(page) == 0 {
-			break
+		var asc []int64
+		for f := (Filter{Actor: "user-5", Limit: 6}); ; {
+			page, err := s.List(ctx, f)
+			require.NoError(t, err)
+			if len(page) == 0 {
+				break
+			}
+			asc = append(asc, ids(page)...)
+			f.AfterID = page[len(page)-1].ID
 		}
-		asc = append(asc, ids(page)...)
-		f.AfterID = page[len(page)-1].ID
-	}
-	assert.Equal(t, ids(want), asc)
+		assert.Equal(t, ids(want), asc)
 
-	var desc []int64
-	for f := (Filter{Actor: "user-5", Limit: 6, Desc: true}); ; {
-		page, err := s.List(ctx, f)
-		require.NoError(t, err)
-		if len(page) == 0 {
-			break
+		var desc []int64
+		for f := (Filter{Actor: "user-5", Limit: 6, Desc: true}); ; {
+			page, err := s.List(ctx, f)
+			require.NoError(t, err)
+			if len(page) == 0 {
+				break
+			}
+			desc = append(desc, ids(page)...)
+			f.BeforeID = page[len(page)-1].ID
 		}
-		desc = append(desc, ids(page)...)
-		f.BeforeID = page[len(page)-1].ID
-	}
-	sort.Slice(desc, func(i, j int) bool { return desc[i] < desc[j] })
-	assert.Equal(t, ids(want), desc)
+		sort.Slice(desc, func(i, j int) bool { return desc[i] < desc[j] })
+		assert.Equal(t, ids(want), desc)
+	})
 }
 
 func TestListLimitRules(t *testing.T) {
-	ctx := context.Background()
-	s, _ := newService(t, WithBatchSize(512))
-	for i := 0; i < 150; i++ {
-		require.NoError(t, s.Record(ctx, Entry{EventType: "e", Actor: "a"}))
-	}
-	require.NoError(t, s.Flush(ctx))
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		s := st.service(t, WithBatchSize(512))
+		for i := 0; i < 150; i++ {
+			require.NoError(t, s.Record(ctx, Entry{EventType: "e", Actor: "a"}))
+		}
+		require.NoError(t, s.Flush(ctx))
 
-	got, err := s.List(ctx, Filter{})
-	require.NoError(t, err)
-	assert.Len(t, got, DefaultListLimit, "Limit 0 means 100")
-	got, err = s.List(ctx, Filter{Limit: MaxListLimit})
-	require.NoError(t, err)
-	assert.Len(t, got, 150)
+		got, err := s.List(ctx, Filter{})
+		require.NoError(t, err)
+		assert.Len(t, got, DefaultListLimit, "Limit 0 means 100")
+		got, err = s.List(ctx, Filter{Limit: MaxListLimit})
+		require.NoError(t, err)
+		assert.Len(t, got, 150)
 
-	for _, f := range []Filter{
-		{Limit: -1}, {Limit: MaxListLimit + 1},
-		{Actor: "a\xff"}, {Resource: "\x00"},
-		{Since: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
-		{Until: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)},
-	} {
-		_, err := s.List(ctx, f)
-		require.ErrorIs(t, err, ErrInvalidFilter, "%+v", f)
-	}
-	_, err = s.List(ctx, Filter{Limit: -1})
-	assert.Contains(t, err.Error(), "Limit")
-	_, err = s.Count(ctx, Filter{Limit: -1, Desc: true})
-	require.NoError(t, err, "Count ignores Limit")
-	_, err = s.Count(ctx, Filter{Since: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)})
-	require.ErrorIs(t, err, ErrInvalidFilter)
-	assert.Contains(t, err.Error(), "Since")
+		for _, f := range []Filter{
+			{Limit: -1}, {Limit: MaxListLimit + 1},
+			{Actor: "a\xff"}, {Resource: "\x00"},
+			{Since: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
+			{Until: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)},
+		} {
+			_, err := s.List(ctx, f)
+			require.ErrorIs(t, err, ErrInvalidFilter, "%+v", f)
+		}
+		_, err = s.List(ctx, Filter{Limit: -1})
+		assert.Contains(t, err.Error(), "Limit")
+		_, err = s.Count(ctx, Filter{Limit: -1, Desc: true})
+		require.NoError(t, err, "Count ignores Limit")
+		_, err = s.Count(ctx, Filter{Since: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)})
+		require.ErrorIs(t, err, ErrInvalidFilter)
+		assert.Contains(t, err.Error(), "Since")
+	})
 }
 
 func TestQueuedEntriesAreNotVisibleUntilFlush(t *testing.T) {
-	ctx := context.Background()
-	s, path := newService(t)
-	require.NoError(t, s.Record(ctx, sampleEntry(0)))
-	require.NoError(t, s.Flush(ctx)) // opens the database and creates the table
-	release := holdWriteLock(t, path)
-	require.NoError(t, s.Record(ctx, sampleEntry(1)))
-	n, err := s.Count(ctx, Filter{})
-	require.NoError(t, err)
-	assert.Equal(t, int64(1), n, "a queued entry is not visible")
-	assert.Equal(t, 1, s.Stats().Queued)
-	release()
-	require.NoError(t, s.Flush(ctx))
-	n, err = s.Count(ctx, Filter{})
-	require.NoError(t, err)
-	assert.Equal(t, int64(2), n)
-	assert.Equal(t, 0, s.Stats().Queued)
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		s := st.service(t)
+		require.NoError(t, s.Record(ctx, sampleEntry(0)))
+		require.NoError(t, s.Flush(ctx)) // opens the database and creates the table
+		release := st.holdWriteLock(t)
+		require.NoError(t, s.Record(ctx, sampleEntry(1)))
+		n, err := s.Count(ctx, Filter{})
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), n, "a queued entry is not visible")
+		assert.Equal(t, 1, s.Stats().Queued)
+		release()
+		require.NoError(t, s.Flush(ctx))
+		n, err = s.Count(ctx, Filter{})
+		require.NoError(t, err)
+		assert.Equal(t, int64(2), n)
+		assert.Equal(t, 0, s.Stats().Queued)
+	})
 }
 
 func TestSyncModeCommitsBeforeReturning(t *testing.T) {
-	ctx := context.Background()
-	s, _ := newService(t, WithAsync(false))
-	for i := 0; i < 5; i++ {
-		require.NoError(t, s.Record(ctx, sampleEntry(i)))
-		// Visible without Flush: Record waited for the commit.
-		e, err := s.Get(ctx, int64(i+1))
-		require.NoError(t, err)
-		assert.Equal(t, fmt.Sprintf("req-%d", i), e.RequestID)
-	}
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		s := st.service(t, WithAsync(false))
+		for i := 0; i < 5; i++ {
+			require.NoError(t, s.Record(ctx, sampleEntry(i)))
+			// Visible without Flush: Record waited for the commit.
+			e, err := s.Get(ctx, int64(i+1))
+			require.NoError(t, err)
+			assert.Equal(t, fmt.Sprintf("req-%d", i), e.RequestID)
+		}
+	})
 }
 
 func TestSyncModeGroupCommit(t *testing.T) {
-	ctx := context.Background()
-	s, _ := newService(t, WithAsync(false))
-	const callers, each = 64, 10
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	errs := make(chan error, callers*each)
-	for g := 0; g < callers; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			for i := 0; i < each; i++ {
-				errs <- s.Record(ctx, Entry{EventType: "e", Actor: fmt.Sprintf("g%d", g)})
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
-	st := s.Stats()
-	assert.Equal(t, uint64(callers*each), st.Written)
-	assert.Less(t, st.Batches, st.Written, "concurrent sync callers share transactions")
-	assert.Equal(t, 0, st.Queued)
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		s := st.service(t, WithAsync(false))
+		const callers, each = 64, 10
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		errs := make(chan error, callers*each)
+		for g := 0; g < callers; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for i := 0; i < each; i++ {
+					errs <- s.Record(ctx, Entry{EventType: "e", Actor: fmt.Sprintf("g%d", g)})
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		stats := s.Stats()
+		assert.Equal(t, uint64(callers*each), stats.Written)
+		assert.Less(t, stats.Batches, stats.Written, "concurrent sync callers share transactions")
+		assert.Equal(t, 0, stats.Queued)
+	})
 }
 
 func TestSyncRecordCtxEndsEntryStaysQueued(t *testing.T) {
-	s, path := newService(t, WithAsync(false))
-	require.NoError(t, s.Record(context.Background(), sampleEntry(0)))
-	release := holdWriteLock(t, path)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	err := s.Record(ctx, sampleEntry(1))
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-	release()
-	require.NoError(t, s.Flush(context.Background()))
-	e, err := s.Get(context.Background(), 2)
-	require.NoError(t, err, "the entry stayed queued and was committed")
-	assert.Equal(t, "req-1", e.RequestID)
+	forEachBackend(t, func(t *testing.T, st *store) {
+		s := st.service(t, WithAsync(false))
+		require.NoError(t, s.Record(context.Background(), sampleEntry(0)))
+		release := st.holdWriteLock(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		err := s.Record(ctx, sampleEntry(1))
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		release()
+		require.NoError(t, s.Flush(context.Background()))
+		e, err := s.Get(context.Background(), 2)
+		require.NoError(t, err, "the entry stayed queued and was committed")
+		assert.Equal(t, "req-1", e.RequestID)
+	})
 }
 
 func TestOverflowFail(t *testing.T) {
-	ctx := context.Background()
-	const queue, batch = 4, 2
-	s, path := newService(t, WithOverflow(OverflowFail), WithQueueSize(queue), WithBatchSize(batch))
-	require.NoError(t, s.Record(ctx, sampleEntry(0)))
-	require.NoError(t, s.Flush(ctx))
-	release := holdWriteLock(t, path)
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		const queue, batch = 4, 2
+		s := st.service(t, WithOverflow(OverflowFail), WithQueueSize(queue), WithBatchSize(batch))
+		require.NoError(t, s.Record(ctx, sampleEntry(0)))
+		require.NoError(t, s.Flush(ctx))
+		release := st.holdWriteLock(t)
 
-	accepted := 1
-	var full error
-	for i := 1; i <= queue+batch+1; i++ {
-		if err := s.Record(ctx, sampleEntry(i)); err != nil {
-			full = err
-			break
+		accepted := 1
+		var full error
+		for i := 1; i <= queue+batch+1; i++ {
+			if err := s.Record(ctx, sampleEntry(i)); err != nil {
+				full = err
+				break
+			}
+			accepted++
 		}
-		accepted++
-	}
-	require.ErrorIs(t, full, ErrQueueFull)
-	// The writer holds at most one batch; the queue holds the rest.
-	assert.LessOrEqual(t, accepted-1, queue+batch)
-	assert.GreaterOrEqual(t, accepted-1, queue)
-	assert.Equal(t, uint64(1), s.Stats().Rejected)
+		require.ErrorIs(t, full, ErrQueueFull)
+		// The writer holds at most one batch; the queue holds the rest.
+		assert.LessOrEqual(t, accepted-1, queue+batch)
+		assert.GreaterOrEqual(t, accepted-1, queue)
+		assert.Equal(t, uint64(1), s.Stats().Rejected)
 
-	release()
-	require.NoError(t, s.Flush(ctx))
-	n, err := s.Count(ctx, Filter{})
-	require.NoError(t, err)
-	assert.Equal(t, int64(accepted), n, "every accepted entry committed, none of the refused")
-	_, err = s.Verify(ctx)
-	require.NoError(t, err)
+		release()
+		require.NoError(t, s.Flush(ctx))
+		n, err := s.Count(ctx, Filter{})
+		require.NoError(t, err)
+		assert.Equal(t, int64(accepted), n, "every accepted entry committed, none of the refused")
+		_, err = s.Verify(ctx)
+		require.NoError(t, err)
+	})
 }
 
 func TestOverflowBlock(t *testing.T) {
-	ctx := context.Background()
-	const queue = 3
-	s, path := newService(t, WithQueueSize(queue), WithBatchSize(1))
-	require.NoError(t, s.Record(ctx, sampleEntry(0)))
-	require.NoError(t, s.Flush(ctx))
-	release := holdWriteLock(t, path)
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		const queue = 3
+		s := st.service(t, WithQueueSize(queue), WithBatchSize(1))
+		require.NoError(t, s.Record(ctx, sampleEntry(0)))
+		require.NoError(t, s.Flush(ctx))
+		release := st.holdWriteLock(t)
 
-	accepted := 1
-	var blocked error
-	for i := 1; i <= queue+2; i++ {
-		tctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-		err := s.Record(tctx, sampleEntry(i))
-		cancel()
-		if err != nil {
-			blocked = err
-			break
+		accepted := 1
+		var blocked error
+		for i := 1; i <= queue+2; i++ {
+			tctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			err := s.Record(tctx, sampleEntry(i))
+			cancel()
+			if err != nil {
+				blocked = err
+				break
+			}
+			accepted++
 		}
-		accepted++
-	}
-	require.ErrorIs(t, blocked, ErrQueueFull)
-	require.ErrorIs(t, blocked, context.DeadlineExceeded)
+		require.ErrorIs(t, blocked, ErrQueueFull)
+		require.ErrorIs(t, blocked, context.DeadlineExceeded)
 
-	// A blocked Record goes through once the writer makes room.
-	done := make(chan error, 1)
-	go func() { done <- s.Record(ctx, Entry{EventType: "e", Actor: "late"}) }()
-	release()
-	require.NoError(t, <-done)
-	require.NoError(t, s.Flush(ctx))
-	n, err := s.Count(ctx, Filter{})
-	require.NoError(t, err)
-	assert.Equal(t, int64(accepted+1), n)
+		// A blocked Record goes through once the writer makes room.
+		done := make(chan error, 1)
+		go func() { done <- s.Record(ctx, Entry{EventType: "e", Actor: "late"}) }()
+		release()
+		require.NoError(t, <-done)
+		require.NoError(t, s.Flush(ctx))
+		n, err := s.Count(ctx, Filter{})
+		require.NoError(t, err)
+		assert.Equal(t, int64(accepted+1), n)
+	})
 }
 
 func TestFailedOpenIsRetried(t *testing.T) {
-	ctx := context.Background()
-	d := newCountingDialector(tempDB(t), 2)
-	var logs bytes.Buffer
-	s := newServiceAt(t, WithDialector(d), WithLogger(slog.New(slog.NewJSONHandler(&syncWriter{w: &logs}, nil))))
-	for i := 1; i <= 2; i++ {
-		_, err := s.Count(ctx, Filter{})
-		require.ErrorIs(t, err, errInjectedOpen)
-		assert.Equal(t, uint64(i), s.Stats().Failures)
-	}
-	n, err := s.Count(ctx, Filter{})
-	require.NoError(t, err)
-	assert.Zero(t, n)
-	assert.Equal(t, int64(3), d.opens.Load())
-	_, err = s.List(ctx, Filter{})
-	require.NoError(t, err)
-	assert.Equal(t, int64(3), d.opens.Load(), "an open database is not opened again")
-	assert.Contains(t, logs.String(), "injected open failure", "failures are logged through the service's logger")
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		d := countOpens(st.dialector(), 2)
+		var logs bytes.Buffer
+		s := newServiceAt(t, WithDialector(d), WithTable(st.table), WithLogger(slog.New(slog.NewJSONHandler(&syncWriter{w: &logs}, nil))))
+		for i := 1; i <= 2; i++ {
+			_, err := s.Count(ctx, Filter{})
+			require.ErrorIs(t, err, errInjectedOpen)
+			assert.Equal(t, uint64(i), s.Stats().Failures)
+		}
+		n, err := s.Count(ctx, Filter{})
+		require.NoError(t, err)
+		assert.Zero(t, n)
+		assert.Equal(t, int64(3), d.opens.Load())
+		_, err = s.List(ctx, Filter{})
+		require.NoError(t, err)
+		assert.Equal(t, int64(3), d.opens.Load(), "an open database is not opened again")
+		assert.Contains(t, logs.String(), "injected open failure", "failures are logged through the service's logger")
+	})
 }
 
 func TestMissingDirectoryRecovered(t *testing.T) {
@@ -676,204 +710,214 @@ func TestMissingDirectoryRecovered(t *testing.T) {
 }
 
 func TestWriteFailureRetriedInOrder(t *testing.T) {
-	ctx := context.Background()
-	s, path := newService(t, WithLogger(discardLogger()))
-	require.NoError(t, s.Record(ctx, sampleEntry(0)))
-	require.NoError(t, s.Flush(ctx))
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		s := st.service(t, WithLogger(discardLogger()))
+		require.NoError(t, s.Record(ctx, sampleEntry(0)))
+		require.NoError(t, s.Flush(ctx))
 
-	// A real fault: the table disappears under the writer.
-	raw := rawDB(t, path)
-	_, err := raw.Exec(`ALTER TABLE audit_entries RENAME TO audit_entries_away`)
-	require.NoError(t, err)
-	for i := 1; i <= 30; i++ {
-		require.NoError(t, s.Record(ctx, sampleEntry(i)))
-	}
-	waitFor(t, 5*time.Second, func() bool { return s.Stats().Failures >= 2 }, "failed writes")
+		// A real fault: the table disappears under the writer.
+		st.exec(t, `ALTER TABLE $TABLE RENAME TO $AWAY`)
+		for i := 1; i <= 30; i++ {
+			require.NoError(t, s.Record(ctx, sampleEntry(i)))
+		}
+		waitFor(t, 5*time.Second, func() bool { return s.Stats().Failures >= 2 }, "failed writes")
 
-	fctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	err = s.Flush(fctx)
-	cancel()
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Contains(t, err.Error(), "no such table", "Flush wraps the last write error")
+		fctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		err := s.Flush(fctx)
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Contains(t, err.Error(), st.table, "Flush wraps the last write error, which names the missing table")
 
-	_, err = raw.Exec(`ALTER TABLE audit_entries_away RENAME TO audit_entries`)
-	require.NoError(t, err)
-	fctx, cancel = context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	require.NoError(t, s.Flush(fctx))
-	list, err := s.List(ctx, Filter{})
-	require.NoError(t, err)
-	require.Len(t, list, 31)
-	for i, e := range list {
-		assert.Equal(t, fmt.Sprintf("req-%d", i), e.RequestID)
-	}
-	_, err = s.Verify(ctx)
-	require.NoError(t, err)
+		st.exec(t, `ALTER TABLE $AWAY RENAME TO $TABLE`)
+		fctx, cancel = context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		require.NoError(t, s.Flush(fctx))
+		list, err := s.List(ctx, Filter{})
+		require.NoError(t, err)
+		require.Len(t, list, 31)
+		for i, e := range list {
+			assert.Equal(t, fmt.Sprintf("req-%d", i), e.RequestID)
+		}
+		_, err = s.Verify(ctx)
+		require.NoError(t, err)
+	})
 }
 
 func TestBatchesNeverExceedBatchSize(t *testing.T) {
-	ctx := context.Background()
-	const batch, n = 10, 95
-	s, path := newService(t, WithBatchSize(batch))
-	require.NoError(t, s.Flush(ctx))
-	_, err := s.Count(ctx, Filter{}) // open, so the lock below is the only obstacle
-	require.NoError(t, err)
-	release := holdWriteLock(t, path)
-	for i := 0; i < n; i++ {
-		require.NoError(t, s.Record(ctx, sampleEntry(i)))
-	}
-	release()
-	require.NoError(t, s.Flush(ctx))
-	st := s.Stats()
-	assert.Equal(t, uint64(n), st.Written)
-	assert.GreaterOrEqual(t, st.Batches, uint64((n+batch-1)/batch))
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		const batch, n = 10, 95
+		s := st.service(t, WithBatchSize(batch))
+		require.NoError(t, s.Flush(ctx))
+		_, err := s.Count(ctx, Filter{}) // open, so the lock below is the only obstacle
+		require.NoError(t, err)
+		release := st.holdWriteLock(t)
+		for i := 0; i < n; i++ {
+			require.NoError(t, s.Record(ctx, sampleEntry(i)))
+		}
+		release()
+		require.NoError(t, s.Flush(ctx))
+		stats := s.Stats()
+		assert.Equal(t, uint64(n), stats.Written)
+		assert.GreaterOrEqual(t, stats.Batches, uint64((n+batch-1)/batch))
+	})
 }
 
 func TestShutdownDrainsEverything(t *testing.T) {
-	ctx := context.Background()
-	path := tempDB(t)
-	s, err := New(WithSQLite(path), WithBatchSize(64))
-	require.NoError(t, err)
-	for i := 0; i < 1000; i++ {
-		require.NoError(t, s.Record(ctx, sampleEntry(i)))
-	}
-	require.NoError(t, s.Shutdown(ctx))
-	require.ErrorIs(t, s.Record(ctx, sampleEntry(0)), ErrClosed)
-	assert.Equal(t, uint64(1000), s.Stats().Written)
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		s, err := New(append(st.opts(), WithBatchSize(64))...)
+		require.NoError(t, err)
+		for i := 0; i < 1000; i++ {
+			require.NoError(t, s.Record(ctx, sampleEntry(i)))
+		}
+		require.NoError(t, s.Shutdown(ctx))
+		require.ErrorIs(t, s.Record(ctx, sampleEntry(0)), ErrClosed)
+		assert.Equal(t, uint64(1000), s.Stats().Written)
 
-	s2 := newServiceAt(t, WithSQLite(path))
-	n, err := s2.Count(ctx, Filter{})
-	require.NoError(t, err)
-	assert.Equal(t, int64(1000), n)
+		s2 := st.service(t)
+		n, err := s2.Count(ctx, Filter{})
+		require.NoError(t, err)
+		assert.Equal(t, int64(1000), n)
+	})
 }
 
 func TestShutdownTimeoutLogsUncommitted(t *testing.T) {
-	ctx := context.Background()
-	var logs bytes.Buffer
-	s, path := newService(t, WithLogger(slog.New(slog.NewJSONHandler(&syncWriter{w: &logs}, nil))))
-	require.NoError(t, s.Record(ctx, sampleEntry(0)))
-	require.NoError(t, s.Flush(ctx))
-	release := holdWriteLock(t, path)
-	defer release()
-	for i := 1; i <= 5; i++ {
-		require.NoError(t, s.Record(ctx, sampleEntry(i)))
-	}
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		var logs bytes.Buffer
+		s := st.service(t, WithLogger(slog.New(slog.NewJSONHandler(&syncWriter{w: &logs}, nil))))
+		require.NoError(t, s.Record(ctx, sampleEntry(0)))
+		require.NoError(t, s.Flush(ctx))
+		release := st.holdWriteLock(t)
+		defer release()
+		for i := 1; i <= 5; i++ {
+			require.NoError(t, s.Record(ctx, sampleEntry(i)))
+		}
 
-	sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	err := s.Shutdown(sctx)
-	elapsed := time.Since(start)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "audit: shutdown: 5 entries not committed")
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Less(t, elapsed, 1200*time.Millisecond, "Shutdown returns within a second of its ctx's end")
-	assert.Equal(t, err, s.Shutdown(ctx), "later calls return the first result")
-	assert.Equal(t, 0, s.Stats().Queued)
+		sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err := s.Shutdown(sctx)
+		elapsed := time.Since(start)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "audit: shutdown: 5 entries not committed")
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Less(t, elapsed, 1200*time.Millisecond, "Shutdown returns within a second of its ctx's end")
+		assert.Equal(t, err, s.Shutdown(ctx), "later calls return the first result")
+		assert.Equal(t, 0, s.Stats().Queued)
 
-	// Each uncommitted entry is one JSON line, recoverable from the log.
-	found := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		var rec struct {
-			Msg   string `json:"msg"`
-			Entry string `json:"entry"`
+		// Each uncommitted entry is one JSON line, recoverable from the log.
+		found := map[string]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var rec struct {
+				Msg   string `json:"msg"`
+				Entry string `json:"entry"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
+			if rec.Msg != "audit: entry not committed" {
+				continue
+			}
+			var e struct {
+				RequestID string         `json:"request_id"`
+				Actor     string         `json:"actor"`
+				Details   map[string]any `json:"details"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(rec.Entry), &e))
+			found[e.RequestID] = true
+			assert.NotEmpty(t, e.Actor)
+			assert.Equal(t, "10.0.0.1", e.Details["ip"])
 		}
-		require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
-		if rec.Msg != "audit: entry not committed" {
-			continue
-		}
-		var e struct {
-			RequestID string         `json:"request_id"`
-			Actor     string         `json:"actor"`
-			Details   map[string]any `json:"details"`
-		}
-		require.NoError(t, json.Unmarshal([]byte(rec.Entry), &e))
-		found[e.RequestID] = true
-		assert.NotEmpty(t, e.Actor)
-		assert.Equal(t, "10.0.0.1", e.Details["ip"])
-	}
-	assert.Equal(t, map[string]bool{"req-1": true, "req-2": true, "req-3": true, "req-4": true, "req-5": true}, found)
+		assert.Equal(t, map[string]bool{"req-1": true, "req-2": true, "req-3": true, "req-4": true, "req-5": true}, found)
+	})
 }
 
 func TestClosedServiceRefuses(t *testing.T) {
-	ctx := context.Background()
-	s, _ := newService(t)
-	require.NoError(t, s.Record(ctx, sampleEntry(0)))
-	require.NoError(t, s.Close())
-	require.NoError(t, s.Close(), "idempotent")
-	require.ErrorIs(t, s.Record(ctx, sampleEntry(1)), ErrClosed)
-	require.ErrorIs(t, s.Flush(ctx), ErrClosed)
-	_, err := s.Get(ctx, 1)
-	require.ErrorIs(t, err, ErrClosed)
-	_, err = s.List(ctx, Filter{})
-	require.ErrorIs(t, err, ErrClosed)
-	_, err = s.Count(ctx, Filter{})
-	require.ErrorIs(t, err, ErrClosed)
-	_, err = s.Prune(ctx, time.Now())
-	require.ErrorIs(t, err, ErrClosed)
-	_, err = s.Verify(ctx)
-	require.ErrorIs(t, err, ErrClosed)
-	st := s.Stats()
-	assert.Equal(t, uint64(1), st.Written)
-	assert.Equal(t, uint64(1), st.Rejected)
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		s := st.service(t)
+		require.NoError(t, s.Record(ctx, sampleEntry(0)))
+		require.NoError(t, s.Close())
+		require.NoError(t, s.Close(), "idempotent")
+		require.ErrorIs(t, s.Record(ctx, sampleEntry(1)), ErrClosed)
+		require.ErrorIs(t, s.Flush(ctx), ErrClosed)
+		_, err := s.Get(ctx, 1)
+		require.ErrorIs(t, err, ErrClosed)
+		_, err = s.List(ctx, Filter{})
+		require.ErrorIs(t, err, ErrClosed)
+		_, err = s.Count(ctx, Filter{})
+		require.ErrorIs(t, err, ErrClosed)
+		_, err = s.Prune(ctx, time.Now())
+		require.ErrorIs(t, err, ErrClosed)
+		_, err = s.Verify(ctx)
+		require.ErrorIs(t, err, ErrClosed)
+		stats := s.Stats()
+		assert.Equal(t, uint64(1), stats.Written)
+		assert.Equal(t, uint64(1), stats.Rejected)
+	})
 }
 
 func TestPruneDeletesPrefixOnly(t *testing.T) {
-	ctx := context.Background()
-	s, _ := newService(t)
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	// Times: old, old, new, old, new. Prune stops at the first new one.
-	for i, h := range []int{0, 1, 10, 2, 11} {
-		e := sampleEntry(i)
-		e.Time = base.Add(time.Duration(h) * time.Hour)
-		require.NoError(t, s.Record(ctx, e))
-	}
-	require.NoError(t, s.Flush(ctx))
-	n, err := s.Prune(ctx, base.Add(5*time.Hour))
-	require.NoError(t, err)
-	assert.Equal(t, int64(2), n)
-	list, err := s.List(ctx, Filter{})
-	require.NoError(t, err)
-	assert.Equal(t, []int64{3, 4, 5}, ids(list))
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		s := st.service(t)
+		base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		// Times: old, old, new, old, new. Prune stops at the first new one.
+		for i, h := range []int{0, 1, 10, 2, 11} {
+			e := sampleEntry(i)
+			e.Time = base.Add(time.Duration(h) * time.Hour)
+			require.NoError(t, s.Record(ctx, e))
+		}
+		require.NoError(t, s.Flush(ctx))
+		n, err := s.Prune(ctx, base.Add(5*time.Hour))
+		require.NoError(t, err)
+		assert.Equal(t, int64(2), n)
+		list, err := s.List(ctx, Filter{})
+		require.NoError(t, err)
+		assert.Equal(t, []int64{3, 4, 5}, ids(list))
 
-	rep, err := s.Verify(ctx)
-	require.NoError(t, err, "pruning is not tampering")
-	assert.Equal(t, VerifyReport{Entries: 3, FirstID: 3, LastID: 5, Head: list[2].Hash}, rep)
+		rep, err := s.Verify(ctx)
+		require.NoError(t, err, "pruning is not tampering")
+		assert.Equal(t, VerifyReport{Entries: 3, FirstID: 3, LastID: 5, Head: list[2].Hash}, rep)
 
-	// The cut is exclusive: an entry exactly at before stays.
-	n, err = s.Prune(ctx, base.Add(10*time.Hour))
-	require.NoError(t, err)
-	assert.Zero(t, n)
-	n, err = s.Prune(ctx, base.Add(10*time.Hour+1))
-	require.NoError(t, err)
-	assert.Equal(t, int64(2), n)
+		// The cut is exclusive: an entry exactly at before stays.
+		n, err = s.Prune(ctx, base.Add(10*time.Hour))
+		require.NoError(t, err)
+		assert.Zero(t, n)
+		n, err = s.Prune(ctx, base.Add(10*time.Hour+1))
+		require.NoError(t, err)
+		assert.Equal(t, int64(2), n)
+	})
 }
 
 func TestPruneEverythingThenChainContinues(t *testing.T) {
-	ctx := context.Background()
-	s, _ := newService(t)
-	for i := 0; i < 2500; i++ { // several prune transactions
-		require.NoError(t, s.Record(ctx, sampleEntry(i)))
-	}
-	require.NoError(t, s.Flush(ctx))
-	last, err := s.Get(ctx, 2500)
-	require.NoError(t, err)
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		s := st.service(t)
+		for i := 0; i < 2500; i++ { // several prune transactions
+			require.NoError(t, s.Record(ctx, sampleEntry(i)))
+		}
+		require.NoError(t, s.Flush(ctx))
+		last, err := s.Get(ctx, 2500)
+		require.NoError(t, err)
 
-	n, err := s.Prune(ctx, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))
-	require.NoError(t, err)
-	assert.Equal(t, int64(2500), n)
-	rep, err := s.Verify(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, VerifyReport{Head: last.Hash}, rep, "an empty log still has its head")
+		n, err := s.Prune(ctx, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))
+		require.NoError(t, err)
+		assert.Equal(t, int64(2500), n)
+		rep, err := s.Verify(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, VerifyReport{Head: last.Hash}, rep, "an empty log still has its head")
 
-	require.NoError(t, s.Record(ctx, sampleEntry(9)))
-	require.NoError(t, s.Flush(ctx))
-	e, err := s.Get(ctx, 2501)
-	require.NoError(t, err, "IDs continue after a full prune")
-	assert.Equal(t, last.Hash, e.PrevHash, "the chain continues from the pruned head")
-	rep, err = s.Verify(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, int64(2501), rep.FirstID)
+		require.NoError(t, s.Record(ctx, sampleEntry(9)))
+		require.NoError(t, s.Flush(ctx))
+		e, err := s.Get(ctx, 2501)
+		require.NoError(t, err, "IDs continue after a full prune")
+		assert.Equal(t, last.Hash, e.PrevHash, "the chain continues from the pruned head")
+		rep, err = s.Verify(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, int64(2501), rep.FirstID)
+	})
 }
 
 func TestVerifyDetectsTampering(t *testing.T) {
@@ -882,97 +926,98 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		sql  string
 		id   int64 // the first bad ID Verify must name
 	}{
-		{"altered actor", `UPDATE audit_entries SET actor = 'mallory' WHERE id = 5`, 5},
-		{"altered time", `UPDATE audit_entries SET time = '2020-01-01T00:00:00.000000000Z' WHERE id = 7`, 7},
-		{"altered details", `UPDATE audit_entries SET details = '{"i":1}' WHERE id = 3`, 3},
-		{"details removed", `UPDATE audit_entries SET details = NULL WHERE id = 4`, 4},
-		{"altered hash", `UPDATE audit_entries SET hash = '` + strings.Repeat("0", 64) + `' WHERE id = 6`, 6},
-		{"removed from the middle", `DELETE FROM audit_entries WHERE id = 6`, 7},
-		{"removed from the start", `DELETE FROM audit_entries WHERE id <= 2`, 3},
-		{"removed at the end", `DELETE FROM audit_entries WHERE id = 10`, 10},
-		{"inserted", `INSERT INTO audit_entries (id, time, event_type, actor, prev_hash, hash)
-			SELECT 11, time, event_type, actor, hash, hash FROM audit_entries WHERE id = 10`, 11},
+		{"altered actor", `UPDATE $TABLE SET actor = 'mallory' WHERE id = 5`, 5},
+		{"altered time", `UPDATE $TABLE SET time = '2020-01-01T00:00:00.000000000Z' WHERE id = 7`, 7},
+		{"altered details", `UPDATE $TABLE SET details = '{"i":1}' WHERE id = 3`, 3},
+		{"details removed", `UPDATE $TABLE SET details = NULL WHERE id = 4`, 4},
+		{"altered hash", `UPDATE $TABLE SET hash = '` + strings.Repeat("0", 64) + `' WHERE id = 6`, 6},
+		{"removed from the middle", `DELETE FROM $TABLE WHERE id = 6`, 7},
+		{"removed from the start", `DELETE FROM $TABLE WHERE id <= 2`, 3},
+		{"removed at the end", `DELETE FROM $TABLE WHERE id = 10`, 10},
+		{"inserted", `INSERT INTO $TABLE (id, time, event_type, actor, prev_hash, hash)
+			SELECT 11, time, event_type, actor, hash, hash FROM $TABLE WHERE id = 10`, 11},
 	}
 	for _, tt := range tamper {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx := context.Background()
-			s, path := newService(t)
-			for i := 0; i < 10; i++ {
-				require.NoError(t, s.Record(ctx, sampleEntry(i)))
-			}
-			require.NoError(t, s.Flush(ctx))
-			_, err := s.Verify(ctx)
-			require.NoError(t, err)
+			forEachBackend(t, func(t *testing.T, st *store) {
+				ctx := context.Background()
+				s := st.service(t)
+				for i := 0; i < 10; i++ {
+					require.NoError(t, s.Record(ctx, sampleEntry(i)))
+				}
+				require.NoError(t, s.Flush(ctx))
+				_, err := s.Verify(ctx)
+				require.NoError(t, err)
 
-			_, err = rawDB(t, path).Exec(tt.sql)
-			require.NoError(t, err)
-			_, err = s.Verify(ctx)
-			require.ErrorIs(t, err, ErrTampered)
-			assert.Contains(t, err.Error(), fmt.Sprintf("at ID %d:", tt.id))
+				st.exec(t, tt.sql)
+				_, err = s.Verify(ctx)
+				require.ErrorIs(t, err, ErrTampered)
+				assert.Contains(t, err.Error(), fmt.Sprintf("at ID %d:", tt.id))
+			})
 		})
 	}
 }
 
 func TestVerifyTruncationCaughtAgainstPublishedHead(t *testing.T) {
-	ctx := context.Background()
-	s, path := newService(t)
-	for i := 0; i < 10; i++ {
-		require.NoError(t, s.Record(ctx, sampleEntry(i)))
-	}
-	require.NoError(t, s.Flush(ctx))
-	published, err := s.Verify(ctx)
-	require.NoError(t, err)
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		s := st.service(t)
+		for i := 0; i < 10; i++ {
+			require.NoError(t, s.Record(ctx, sampleEntry(i)))
+		}
+		require.NoError(t, s.Flush(ctx))
+		published, err := s.Verify(ctx)
+		require.NoError(t, err)
 
-	// A careful attacker removes the newest entries and rewinds the head.
-	raw := rawDB(t, path)
-	_, err = raw.Exec(`DELETE FROM audit_entries WHERE id > 8`)
-	require.NoError(t, err)
-	_, err = raw.Exec(`UPDATE audit_chain_heads SET last_id = 8, last_hash = (SELECT hash FROM audit_entries WHERE id = 8)`)
-	require.NoError(t, err)
-	rep, err := s.Verify(ctx)
-	require.NoError(t, err, "consistent on its own")
-	assert.NotEqual(t, published.Head, rep.Head, "but its head differs from the one published")
-	assert.Equal(t, int64(8), rep.LastID)
+		// A careful attacker removes the newest entries and rewinds the head.
+		st.exec(t, `DELETE FROM $TABLE WHERE id > 8`)
+		st.exec(t, `UPDATE audit_chain_heads SET last_id = 8, last_hash = (SELECT hash FROM $TABLE WHERE id = 8) WHERE $HEAD`)
+		rep, err := s.Verify(ctx)
+		require.NoError(t, err, "consistent on its own")
+		assert.NotEqual(t, published.Head, rep.Head, "but its head differs from the one published")
+		assert.Equal(t, int64(8), rep.LastID)
+	})
 }
 
 func TestChainKey(t *testing.T) {
-	ctx := context.Background()
-	path := tempDB(t)
-	s, err := New(WithSQLite(path), WithChainKey([]byte("key one")))
-	require.NoError(t, err)
-	for i := 0; i < 3; i++ {
-		require.NoError(t, s.Record(ctx, sampleEntry(i)))
-	}
-	require.NoError(t, s.Flush(ctx))
-	rep, err := s.Verify(ctx)
-	require.NoError(t, err)
-	require.NoError(t, s.Close())
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		s, err := New(append(st.opts(), WithChainKey([]byte("key one")))...)
+		require.NoError(t, err)
+		for i := 0; i < 3; i++ {
+			require.NoError(t, s.Record(ctx, sampleEntry(i)))
+		}
+		require.NoError(t, s.Flush(ctx))
+		rep, err := s.Verify(ctx)
+		require.NoError(t, err)
+		require.NoError(t, s.Close())
 
-	// The same content under plain SHA-256 hashes differently.
-	plain := newServiceAt(t, WithSQLite(filepath.Join(t.TempDir(), "plain.db")))
-	for i := 0; i < 3; i++ {
-		require.NoError(t, plain.Record(ctx, sampleEntry(i)))
-	}
-	require.NoError(t, plain.Flush(ctx))
-	prep, err := plain.Verify(ctx)
-	require.NoError(t, err)
-	assert.NotEqual(t, prep.Head, rep.Head)
+		// The same content under plain SHA-256 hashes differently.
+		plain := st.sibling(t).service(t)
+		for i := 0; i < 3; i++ {
+			require.NoError(t, plain.Record(ctx, sampleEntry(i)))
+		}
+		require.NoError(t, plain.Flush(ctx))
+		prep, err := plain.Verify(ctx)
+		require.NoError(t, err)
+		assert.NotEqual(t, prep.Head, rep.Head)
 
-	for name, opts := range map[string][]Option{
-		"other key": {WithChainKey([]byte("key two"))},
-		"no key":    nil,
-	} {
-		t.Run(name, func(t *testing.T) {
-			v := newServiceAt(t, append([]Option{WithSQLite(path)}, opts...)...)
-			_, err := v.Verify(ctx)
-			require.ErrorIs(t, err, ErrTampered)
-			assert.Contains(t, err.Error(), "at ID 1:")
-		})
-	}
-	same := newServiceAt(t, WithSQLite(path), WithChainKey([]byte("key one")))
-	again, err := same.Verify(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, rep, again)
+		for name, opts := range map[string][]Option{
+			"other key": {WithChainKey([]byte("key two"))},
+			"no key":    nil,
+		} {
+			t.Run(name, func(t *testing.T) {
+				v := st.service(t, opts...)
+				_, err := v.Verify(ctx)
+				require.ErrorIs(t, err, ErrTampered)
+				assert.Contains(t, err.Error(), "at ID 1:")
+			})
+		}
+		same := st.service(t, WithChainKey([]byte("key one")))
+		again, err := same.Verify(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, rep, again)
+	})
 }
 
 // mutableClock is a clock that tests move.
@@ -987,33 +1032,34 @@ func (c *mutableClock) now() time.Time          { return time.Unix(0, c.ns.Load(
 func (c *mutableClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func TestRetentionPrunesByClock(t *testing.T) {
-	ctx := context.Background()
-	path := tempDB(t)
-	base := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
-	seed, err := New(WithSQLite(path))
-	require.NoError(t, err)
-	for h := 0; h < 10; h++ { // one entry an hour, base to base+9h
-		e := sampleEntry(h)
-		e.Time = base.Add(time.Duration(h) * time.Hour)
-		require.NoError(t, seed.Record(ctx, e))
-	}
-	require.NoError(t, seed.Close())
-
-	clock := newMutableClock(base.Add(12 * time.Hour))
-	fast := Option(func(c *config) { c.retentionEvery = 10 * time.Millisecond })
-	s := newServiceAt(t, WithSQLite(path), WithRetention(6*time.Hour), WithClock(clock.now), fast, WithLogger(discardLogger()))
-	count := func() int64 {
-		n, err := s.Count(ctx, Filter{})
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		base := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+		seed, err := New(st.opts()...)
 		require.NoError(t, err)
-		return n
-	}
-	// The first open starts retention: entries before base+6h go.
-	waitFor(t, 5*time.Second, func() bool { return count() == 4 }, "retention at first open")
-	clock.advance(2 * time.Hour)
-	waitFor(t, 5*time.Second, func() bool { return count() == 2 }, "retention on the next interval")
-	rep, err := s.Verify(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, int64(9), rep.FirstID)
+		for h := 0; h < 10; h++ { // one entry an hour, base to base+9h
+			e := sampleEntry(h)
+			e.Time = base.Add(time.Duration(h) * time.Hour)
+			require.NoError(t, seed.Record(ctx, e))
+		}
+		require.NoError(t, seed.Close())
+
+		clock := newMutableClock(base.Add(12 * time.Hour))
+		fast := Option(func(c *config) { c.retentionEvery = 10 * time.Millisecond })
+		s := st.service(t, WithRetention(6*time.Hour), WithClock(clock.now), fast, WithLogger(discardLogger()))
+		count := func() int64 {
+			n, err := s.Count(ctx, Filter{})
+			require.NoError(t, err)
+			return n
+		}
+		// The first open starts retention: entries before base+6h go.
+		waitFor(t, 5*time.Second, func() bool { return count() == 4 }, "retention at first open")
+		clock.advance(2 * time.Hour)
+		waitFor(t, 5*time.Second, func() bool { return count() == 2 }, "retention on the next interval")
+		rep, err := s.Verify(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, int64(9), rep.FirstID)
+	})
 }
 
 func TestMemoryDatabase(t *testing.T) {
@@ -1088,22 +1134,23 @@ func TestCustomTable(t *testing.T) {
 	require.NoError(t, rows.Close())
 }
 
-func TestTwoTablesOneFileKeepSeparateChains(t *testing.T) {
-	ctx := context.Background()
-	path := tempDB(t)
-	a := newServiceAt(t, WithSQLite(path), WithTable("a_log"))
-	b := newServiceAt(t, WithSQLite(path), WithTable("b_log"))
-	for i := 0; i < 5; i++ {
-		require.NoError(t, a.Record(ctx, sampleEntry(i)))
-		require.NoError(t, b.Record(ctx, sampleEntry(i)))
-	}
-	require.NoError(t, a.Flush(ctx))
-	require.NoError(t, b.Flush(ctx))
-	for _, s := range []*AuditService{a, b} {
-		rep, err := s.Verify(ctx)
-		require.NoError(t, err)
-		assert.Equal(t, VerifyReport{Entries: 5, FirstID: 1, LastID: 5, Head: rep.Head}, rep)
-	}
+func TestTwoTablesOneDatabaseKeepSeparateChains(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		a := st.service(t)
+		b := st.sibling(t).service(t)
+		for i := 0; i < 5; i++ {
+			require.NoError(t, a.Record(ctx, sampleEntry(i)))
+			require.NoError(t, b.Record(ctx, sampleEntry(i)))
+		}
+		require.NoError(t, a.Flush(ctx))
+		require.NoError(t, b.Flush(ctx))
+		for _, s := range []*AuditService{a, b} {
+			rep, err := s.Verify(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, VerifyReport{Entries: 5, FirstID: 1, LastID: 5, Head: rep.Head}, rep)
+		}
+	})
 }
 
 func TestSQLiteSettings(t *testing.T) {

@@ -108,7 +108,12 @@ var errInjectedOpen = errors.New("injected open failure")
 
 func newCountingDialector(path string, failFirst int64) countingDialector {
 	dsn, _ := sqliteDSN(path)
-	return countingDialector{Dialector: sqlite.Open(dsn), opens: new(atomic.Int64), failFirst: failFirst}
+	return countOpens(sqlite.Open(dsn), failFirst)
+}
+
+// countOpens wraps d to count its opens and fail the first failFirst.
+func countOpens(d gorm.Dialector, failFirst int64) countingDialector {
+	return countingDialector{Dialector: d, opens: new(atomic.Int64), failFirst: failFirst}
 }
 
 func (d countingDialector) Initialize(db *gorm.DB) error {
