@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -19,7 +20,11 @@ import (
 // TestMain fails the run if any goroutine outlives the tests: every
 // service's writer, retention loop and database pool must end with
 // Shutdown.
+// A child process of the helper-process pattern runs its role instead.
 func TestMain(m *testing.M) {
+	if code, ok := runHelperRole(); ok {
+		os.Exit(code)
+	}
 	goleak.VerifyTestMain(m)
 }
 
