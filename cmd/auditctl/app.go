@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/cleveragents/audit"
+	_ "github.com/mattn/go-sqlite3" // the "sqlite3" driver of the read-only table check
+	"github.com/spf13/cobra"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	gormlogger "gorm.io/gorm/logger"
+)
+
+// Drivers that --driver accepts.
+const (
+	driverSQLite   = "sqlite"
+	driverPostgres = "postgres"
+)
+
+// app holds the global flags and the streams of one run.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+
+	db      string // --db
+	dsn     string // --dsn
+	driver  string // --driver
+	table   string // --table
+	keyFile string // --key-file
+	verbose bool   // --verbose
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "auditctl",
+		Short: "Query, verify, export and prune an audit log",
+		Long: `auditctl answers an operator's questions about an audit log written by
+github.com/cleveragents/audit: who did what and when (list, count, export),
+whether the log has been tampered with (verify), and how big it is (stats).
+It also prunes old entries (prune).
+
+The log is a SQLite file (--db), which must exist, or a PostgreSQL database
+(--driver postgres --dsn DSN). Times in filters are a duration back from now
+(24h, 90m, 7d), an RFC 3339 time (2024-05-01T12:00:00Z) or a date
+(2024-05-01, midnight UTC).
+
+Exit status: 0 on success; 1 when verify fails, prune is not confirmed or a
+command fails; 2 on a usage error or when the database cannot be opened.`,
+		Args:          cobra.NoArgs,
+		SilenceErrors: true, // run prints them, once
+		SilenceUsage:  true, // a database error is not a usage error
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SetOut(cmd.ErrOrStderr())
+			_ = cmd.Help()
+			return usageErrorf("missing command")
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.db, "db", audit.DefaultSQLitePath, "SQLite database `file` (must exist)")
+	pf.StringVar(&a.driver, "driver", driverSQLite, "database driver: sqlite or postgres")
+	pf.StringVar(&a.dsn, "dsn", "", "PostgreSQL connection string (with --driver postgres)")
+	pf.StringVar(&a.table, "table", audit.DefaultTable, "table of the audit entries")
+	pf.StringVar(&a.keyFile, "key-file", "", "`file` holding the HMAC chain key (WithChainKey), its exact bytes")
+	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log the library's warnings and errors to stderr")
+
+	root.AddCommand(a.listCmd(), a.countCmd(), a.verifyCmd(), a.exportCmd(), a.pruneCmd(), a.statsCmd())
+	return root
+}
+
+// withService opens the log, runs fn on it and closes it. Opening errors
+// (a missing file or table, a bad key file, a database that does not
+// answer) have exit status 2.
+func (a *app) withService(cmd *cobra.Command, fn func(ctx context.Context, svc *audit.AuditService) error) error {
+	ctx := cmd.Context()
+	svc, err := a.open(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	err = fn(ctx, svc)
+	if cerr := svc.Close(); cerr != nil && err == nil {
+		err = failure(fmt.Errorf("close: %w", cerr))
+	}
+	return err
+}
+
+// open checks the global flags and opens the log. The library would create
+// a missing SQLite file or table on first use; auditctl refuses instead, so
+// that a mistyped --db or --table is an error rather than an empty log that
+// verifies.
+func (a *app) open(ctx context.Context, cmd *cobra.Command) (*audit.AuditService, error) {
+	flags := cmd.Flags()
+	var opts []audit.Option
+	switch a.driver {
+	case driverSQLite, "sqlite3":
+		if flags.Changed("dsn") {
+			return nil, usageErrorf("--dsn needs --driver postgres; a SQLite database is named with --db")
+		}
+		if a.db == "" {
+			return nil, usageErrorf("--db: empty path")
+		}
+		fi, err := os.Stat(a.db)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, openError(fmt.Errorf("database %s does not exist", a.db))
+		case err != nil:
+			return nil, openError(fmt.Errorf("database: %w", err))
+		case fi.IsDir():
+			return nil, openError(fmt.Errorf("database %s is a directory", a.db))
+		}
+		if err := checkSQLiteTable(ctx, a.db, a.table); err != nil {
+			return nil, openError(err)
+		}
+		opts = append(opts, audit.WithSQLite(a.db))
+	case driverPostgres:
+		if flags.Changed("db") {
+			return nil, usageErrorf("--db names a SQLite file; with --driver postgres use --dsn")
+		}
+		if a.dsn == "" {
+			return nil, usageErrorf("--driver postgres needs --dsn")
+		}
+		if err := checkPostgresTable(ctx, a.dsn, a.table); err != nil {
+			return nil, openError(err)
+		}
+		opts = append(opts, audit.WithDialector(postgres.Open(a.dsn)))
+	default:
+		return nil, usageErrorf("--driver %q: want sqlite or postgres", a.driver)
+	}
+	opts = append(opts, audit.WithTable(a.table), audit.WithLogger(a.logger()))
+	if a.keyFile != "" {
+		key, err := os.ReadFile(a.keyFile)
+		if err != nil {
+			return nil, openError(fmt.Errorf("--key-file: %w", err))
+		}
+		if len(key) == 0 {
+			return nil, usageErrorf("--key-file %s is empty", a.keyFile)
+		}
+		opts = append(opts, audit.WithChainKey(key))
+	}
+	svc, err := audit.New(opts...)
+	if err != nil {
+		return nil, usageErrorf("%w", err)
+	}
+	// The library opens the database lazily; a cheap query now makes a
+	// database that cannot be opened an opening error (status 2) rather
+	// than a failure of the command.
+	if _, err := svc.List(ctx, audit.Filter{Limit: 1}); err != nil {
+		_ = svc.Close()
+		return nil, openError(fmt.Errorf("open the log: %w", err))
+	}
+	return svc, nil
+}
+
+func (a *app) logger() *slog.Logger {
+	if !a.verbose {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// checkSQLiteTable opens path read-only and checks that it is a SQLite
+// database holding table.
+func checkSQLiteTable(ctx context.Context, path, table string) error {
+	db, err := sql.Open("sqlite3", "file:"+sqliteURIPath(path)+"?mode=ro")
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	var n int
+	err = db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE`, table).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("database %s has no table %q (check --table)", path, table)
+	}
+	return nil
+}
+
+// sqliteURIPath escapes the characters that end or escape the path of a
+// SQLite URI filename.
+func sqliteURIPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+}
+
+// checkPostgresTable connects to dsn and checks that table exists there.
+func checkPostgresTable(ctx context.Context, dsn, table string) error {
+	db, err := gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: gormlogger.Discard})
+	if err != nil {
+		return fmt.Errorf("open postgres: %w", err)
+	}
+	if sqlDB, err := db.DB(); err == nil {
+		defer sqlDB.Close()
+	}
+	var n int64
+	err = db.WithContext(ctx).Raw(`SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?`, table).Scan(&n).Error
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("postgres database has no table %q in its current schema (check --table)", table)
+	}
+	return nil
+}
