@@ -1,0 +1,753 @@
+// Command postgres is the basic example's tour on PostgreSQL, with several
+// replicas of a service writing one audit table at once.
+//
+// Each replica is a goroutine with its own AuditService, and so its own
+// connection pool and its own writer: they stand in for separate processes
+// (or pods) of one service. They record a burst of security events
+// concurrently; then an operator's service queries the log, pages through
+// one actor's failed logins, counts by event type, prunes, verifies that
+// the replicas built one unforked hash chain, and prints every service's
+// Stats before shutting them all down.
+//
+//	go run ./examples/postgres -dsn 'postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable'
+//	AUDIT_POSTGRES_DSN='postgres://...' go run ./examples/postgres -replicas 5 -table audit_demo
+//
+// Run it again on the same table and the log, and its chain, continue: each
+// run simulates the activity since the newest entry of the previous run (at
+// most the past 7 days). Without a DSN it prints its usage and exits with
+// status 2; any other failure ends it with a message and exit status 1.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"gorm.io/driver/postgres"
+
+	"github.com/cleveragents/audit"
+)
+
+// dsnEnv is the environment variable read when -dsn is not given.
+const dsnEnv = "AUDIT_POSTGRES_DSN"
+
+// The shape of the simulated burst.
+const (
+	maxHistory  = 7 * 24 * time.Hour // the longest span a run simulates
+	retention   = 5 * 24 * time.Hour // Prune removes entries older than this
+	pageSize    = 5                  // entries per page of the paged listing
+	scanPage    = 1000               // entries per page when tallying the replicas
+	maxPause    = 2 * time.Millisecond
+	stepTimeout = 30 * time.Second // bounds every step that waits for the database
+)
+
+// The event types the example records.
+const (
+	evLogin      = "user.login"
+	evLogout     = "user.logout"
+	evPermission = "permission.change"
+	evDocDelete  = "document.delete"
+)
+
+// eventTypes lists them in the order the report prints their counts.
+var eventTypes = []string{evLogin, evLogout, evPermission, evDocDelete}
+
+var (
+	actors = []string{"alice", "bob", "carol", "dave", "erin", "mallory"}
+	// suspect is the actor whose failed logins the example pages through:
+	// someone is guessing mallory's password.
+	suspect = "mallory"
+	roles   = []string{"viewer", "editor", "admin", "billing"}
+	reasons = []string{"bad_password", "bad_password", "bad_password", "unknown_otp", "locked_out"}
+)
+
+// config is what the command line asks for.
+type config struct {
+	dsn      string
+	table    string
+	replicas int
+	events   int // per replica
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.dsn, "dsn", "", "PostgreSQL DSN, e.g. 'postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable' (default $"+dsnEnv+")")
+	flag.StringVar(&cfg.table, "table", audit.DefaultTable, "name of the audit table; created if missing")
+	flag.IntVar(&cfg.replicas, "replicas", 3, "replicas writing the table at once, each with its own service and connection pool (1-64)")
+	flag.IntVar(&cfg.events, "events", 100, "events each replica records (1-9999)")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./examples/postgres [-dsn DSN] [-table NAME] [-replicas N] [-events N]\n\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "The DSN comes from -dsn or, when that is empty, from $%s.\n\n", dsnEnv)
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if cfg.dsn == "" {
+		cfg.dsn = os.Getenv(dsnEnv)
+	}
+	switch {
+	case flag.NArg() > 0:
+		usageError("unexpected arguments: %s", strings.Join(flag.Args(), " "))
+	case cfg.dsn == "":
+		usageError("no PostgreSQL DSN: pass -dsn or set %s", dsnEnv)
+	case cfg.replicas < 1 || cfg.replicas > 64:
+		usageError("-replicas %d: want 1 to 64", cfg.replicas)
+	case cfg.events < 1 || cfg.events > 9999:
+		usageError("-events %d: want 1 to 9999", cfg.events)
+	}
+	// The library logs retries and failures through slog; send them to
+	// stderr, apart from the report on stdout.
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := run(cfg, os.Stdout, logger); err != nil {
+		fmt.Fprintf(os.Stderr, "audit example: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func usageError(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "audit example: "+format+"\n\n", args...)
+	flag.Usage()
+	os.Exit(2)
+}
+
+// replica is one stand-in for a process of the service.
+type replica struct {
+	name string // "api-1", ...; stored in every entry's Details["replica"]
+	svc  *audit.AuditService
+	took time.Duration // recording and Flush
+}
+
+// run is the whole tour. It returns the first error, after shutting every
+// service down so that nothing accepted is left unwritten.
+func run(cfg config, out io.Writer, logger *slog.Logger) (err error) {
+	// Every service gets its own dialector, so its own *gorm.DB and
+	// connection pool, as separate processes would.
+	newService := func() (*audit.AuditService, error) {
+		return audit.New(
+			audit.WithDialector(postgres.Open(cfg.dsn)),
+			audit.WithTable(cfg.table),
+			audit.WithLogger(logger),
+		)
+	}
+	var services []*audit.AuditService // all of them, shut down at the end
+	shutDown := false
+	defer func() {
+		if shutDown {
+			return
+		}
+		if serr := shutdownAll(services); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}()
+
+	// The operator's service: it reads, prunes and verifies; it writes no
+	// entries of its own.
+	ops, err := newService()
+	if err != nil {
+		return fmt.Errorf("create service: %w", err)
+	}
+	services = append(services, ops)
+	reps := make([]*replica, cfg.replicas)
+	for i := range reps {
+		svc, err := newService()
+		if err != nil {
+			return fmt.Errorf("create service of replica %d: %w", i+1, err)
+		}
+		services = append(services, svc)
+		reps[i] = &replica{name: fmt.Sprintf("api-%d", i+1), svc: svc}
+	}
+
+	fmt.Fprintf(out, "audit example: PostgreSQL %s, table %s, %d replicas\n", redact(cfg.dsn), cfg.table, cfg.replicas)
+
+	// 1. What is already there. This is the first call that needs the
+	//    database, so it opens it (once) and fails fast on a bad DSN.
+	prev, latest, err := existing(ops, out)
+	if err != nil {
+		return err
+	}
+	start := time.Now().UTC().Add(-maxHistory)
+	if t := latest.Add(time.Nanosecond); t.After(start) {
+		start = t
+	}
+	now := time.Now().UTC()
+	if !start.Before(now) {
+		start = now.Add(-time.Second)
+	}
+
+	// 2. The replicas connect together (each creates the schema if it is
+	//    missing; an advisory lock makes them take turns), then record a
+	//    burst of events at the same time.
+	if err := connect(reps, out); err != nil {
+		return err
+	}
+	runID := fmt.Sprintf("%04x", rand.N(1<<16)) // tags this run's request IDs
+	if err := record(reps, out, runID, cfg.events, start, now); err != nil {
+		return err
+	}
+
+	// 3. One table, several writers: what each replica wrote, in order.
+	if err := tally(ops, reps, out, runID, prev); err != nil {
+		return err
+	}
+
+	// 4. Queries: one actor's failed logins page by page, and counts.
+	if err := failedLogins(ops, out); err != nil {
+		return err
+	}
+	if err := countByType(ops, out); err != nil {
+		return err
+	}
+
+	// 5. Retention: drop the entries older than the cutoff.
+	if err := prune(ops, out, now.Add(-retention)); err != nil {
+		return err
+	}
+
+	// 6. Tamper evidence: one chain, unforked, and it still checks after
+	//    pruning.
+	if err := verify(ops, out); err != nil {
+		return err
+	}
+
+	// 7. Counters, then a clean shutdown of every service.
+	if err := printStats(out, ops, reps); err != nil {
+		return err
+	}
+	shutDown = true
+	if err := shutdownAll(services); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nShutdown: %d services drained, connection pools closed.\n", len(services))
+	return nil
+}
+
+// existing reports the log as found. It returns its newest entry (by ID;
+// a zero Entry when the log is empty), which this run's first entry will
+// link to, and the latest Time among the newest entries, which this run's
+// simulated activity starts after. The two differ with several replicas:
+// their clocks hand out times in one order and their transactions commit
+// in another.
+func existing(svc *audit.AuditService, out io.Writer) (audit.Entry, time.Time, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	n, err := svc.Count(ctx, audit.Filter{})
+	if err != nil {
+		return audit.Entry{}, time.Time{}, fmt.Errorf("count existing entries: %w", err)
+	}
+	if n == 0 {
+		fmt.Fprintf(out, "  new log: no entries yet\n")
+		return audit.Entry{}, time.Time{}, nil
+	}
+	newest, err := svc.List(ctx, audit.Filter{Desc: true, Limit: scanPage})
+	if err != nil {
+		return audit.Entry{}, time.Time{}, fmt.Errorf("read the newest entries: %w", err)
+	}
+	if len(newest) == 0 {
+		return audit.Entry{}, time.Time{}, nil // pruned away in the meantime
+	}
+	var latest time.Time
+	for _, e := range newest {
+		if e.Time.After(latest) {
+			latest = e.Time
+		}
+	}
+	fmt.Fprintf(out, "  existing log: %d entries, newest #%d, latest event at %s: the chain continues\n",
+		n, newest[0].ID, stamp(latest))
+	return newest[0], latest, nil
+}
+
+// connect opens every replica's database at once: the first call that
+// needs it opens the pool and makes sure the schema exists.
+func connect(reps []*replica, out io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	errs := make([]error, len(reps))
+	var wg sync.WaitGroup
+	began := time.Now()
+	for i, r := range reps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := r.svc.Count(ctx, audit.Filter{}); err != nil {
+				errs[i] = fmt.Errorf("replica %s: connect: %w", r.name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n%d replicas connected together in %s, each with its own pool (schema creation serialised by an advisory lock)\n",
+		len(reps), round(time.Since(began)))
+	return nil
+}
+
+// simClock hands out the times of the simulated events: evenly spread
+// over [start, end), each with some jitter inside its slot, in the order
+// the replicas ask for them, as time.Now would.
+type simClock struct {
+	start time.Time
+	step  time.Duration
+	next  atomic.Int64
+}
+
+func newSimClock(start, end time.Time, events int) *simClock {
+	step := end.Sub(start) / time.Duration(events)
+	return &simClock{start: start, step: max(step, 1)}
+}
+
+func (c *simClock) now() time.Time {
+	slot := c.next.Add(1) - 1
+	return c.start.Add(time.Duration(slot)*c.step + rand.N(c.step))
+}
+
+// requestID is the correlation ID of a replica's i-th event in this run.
+// The sequence number is zero-padded, so a replica's IDs sort in the order
+// it recorded them.
+func requestID(runID, replica string, i int) string {
+	return fmt.Sprintf("req-%s-%s-%04d", runID, replica, i)
+}
+
+// record has every replica record its events at once, as requests arrive
+// (a short random pause between them, so that the replicas' write
+// transactions interleave), then Flush.
+func record(reps []*replica, out io.Writer, runID string, events int, start, end time.Time) error {
+	total := len(reps) * events
+	clock := newSimClock(start, end, total)
+	fmt.Fprintf(out, "\nRecording %d events from %d replicas at once (run %s), simulating %s → %s (%s)\n",
+		total, len(reps), runID, stamp(start), stamp(end), span(end.Sub(start)))
+
+	errs := make([]error, len(reps))
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	for i, r := range reps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-release // start together, to make the chain head contended
+			began := time.Now()
+			for j := range events {
+				e := event(clock.now(), requestID(runID, r.name, j), r.name)
+				if err := r.svc.Record(context.Background(), e); err != nil {
+					errs[i] = fmt.Errorf("replica %s, event %d: record: %w", r.name, j, err)
+					return
+				}
+				time.Sleep(rand.N(maxPause))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+			defer cancel()
+			if err := r.svc.Flush(ctx); err != nil {
+				errs[i] = fmt.Errorf("replica %s: flush: %w", r.name, err)
+				return
+			}
+			r.took = time.Since(began)
+		}()
+	}
+	close(release)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	tw := table(out)
+	fmt.Fprintln(tw, "  REPLICA\tCOMMITTED\tTRANSACTIONS\tRECORD + FLUSH")
+	for _, r := range reps {
+		st := r.svc.Stats()
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\n", r.name, st.Written, st.Batches, round(r.took))
+	}
+	return tw.Flush()
+}
+
+// event makes one plausible security event at t, logged by replica.
+func event(t time.Time, requestID, replica string) audit.Entry {
+	actor := actors[rand.N(len(actors))]
+	ip := fmt.Sprintf("10.%d.%d.%d", rand.N(4), rand.N(256), 1+rand.N(254))
+	e := audit.Entry{Time: t, Actor: actor, RequestID: requestID}
+	switch r := rand.N(100); {
+	case r < 30 || (actor == suspect && r < 60):
+		// Failed logins: mallory's come in bursts from odd addresses.
+		if actor == suspect {
+			ip = fmt.Sprintf("203.0.113.%d", 1+rand.N(254))
+		}
+		e.EventType, e.Resource, e.Outcome = evLogin, "session", "failure"
+		e.Details = map[string]any{"ip": ip, "method": "password", "reason": reasons[rand.N(len(reasons))]}
+	case r < 60:
+		e.EventType, e.Resource, e.Outcome = evLogin, "session", "success"
+		e.Details = map[string]any{"ip": ip, "method": []string{"password", "sso", "webauthn"}[rand.N(3)], "mfa": rand.N(4) != 0}
+	case r < 72:
+		e.EventType, e.Resource, e.Outcome = evLogout, "session", "success"
+		e.Details = map[string]any{}
+	case r < 87:
+		target := actors[rand.N(len(actors))]
+		op := []string{"grant", "revoke"}[rand.N(2)]
+		e.EventType, e.Resource = evPermission, "user/"+target
+		e.Outcome = "success"
+		if actor != "alice" && rand.N(3) == 0 {
+			e.Outcome = "denied" // only alice administers roles
+		}
+		e.Details = map[string]any{"op": op, "role": roles[rand.N(len(roles))], "ip": ip}
+	default:
+		doc := fmt.Sprintf("doc/%d", 1000+rand.N(9000))
+		e.EventType, e.Resource, e.Outcome = evDocDelete, doc, "success"
+		e.Details = map[string]any{"size_bytes": 512 + rand.N(4<<20), "folder": []string{"finance", "hr", "legal", "eng"}[rand.N(4)], "trash": rand.N(2) == 0}
+	}
+	// Which replica logged it is context, like a host name: it goes in
+	// Details, not in Actor (who did it) or Resource (what to).
+	e.Details["replica"] = replica
+	return e
+}
+
+// tally reads back everything committed since prev, the newest entry
+// before this run, and counts it per replica.
+//
+// Filter matches fields by equality only, and none of its fields is the
+// right place for "which replica logged this": Actor, Resource and Outcome
+// describe the event, and a request ID is unique per request. So each
+// replica writes its name in Details["replica"] and a run- and
+// replica-scoped prefix in RequestID, and tally pages through the new
+// entries in ID order with keyset pagination (AfterID), counting them per
+// replica. Count with Filter{AfterID} gives the total to check the sum
+// against, and each replica's own Stats.Written its share. The pages also
+// show what a single chain head means: the replicas' entries interleave in
+// ID (commit) order, yet each replica's appear in the order it recorded
+// them, since its one writer commits its queue in order.
+func tally(svc *audit.AuditService, reps []*replica, out io.Writer, runID string, prev audit.Entry) error {
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	total, err := svc.Count(ctx, audit.Filter{AfterID: prev.ID})
+	if err != nil {
+		return fmt.Errorf("count new entries: %w", err)
+	}
+
+	type seen struct {
+		n       int64
+		lastReq string
+		inOrder bool
+	}
+	per := make(map[string]*seen, len(reps))
+	for _, r := range reps {
+		per[r.name] = &seen{inOrder: true}
+	}
+	var (
+		others   int64  // entries of writers outside this run
+		switches int    // consecutive IDs from different replicas
+		lastRep  string // replica of the previous entry of this run
+		first    audit.Entry
+	)
+	prefix := "req-" + runID + "-"
+	f := audit.Filter{AfterID: prev.ID, Limit: scanPage}
+	for {
+		page, err := svc.List(ctx, f)
+		if err != nil {
+			return fmt.Errorf("list new entries after ID %d: %w", f.AfterID, err)
+		}
+		for _, e := range page {
+			if first.ID == 0 {
+				first = e
+			}
+			name, _ := e.Details["replica"].(string)
+			s := per[name]
+			if s == nil || !strings.HasPrefix(e.RequestID, prefix) {
+				others++
+				continue
+			}
+			s.n++
+			if e.RequestID <= s.lastReq {
+				s.inOrder = false
+			}
+			s.lastReq = e.RequestID
+			if lastRep != "" && name != lastRep {
+				switches++
+			}
+			lastRep = name
+		}
+		if len(page) < f.Limit {
+			break
+		}
+		f.AfterID = page[len(page)-1].ID
+	}
+
+	fmt.Fprintf(out, "\nOne table, %d writers: the %d new entries after #%d, read back in ID order (pages of %d, AfterID)\n",
+		len(reps), total, prev.ID, scanPage)
+	tw := table(out)
+	fmt.Fprintln(tw, "  REPLICA\tIN THE TABLE\tSTATS.WRITTEN\tIN RECORDING ORDER")
+	var sum int64
+	mismatch := false
+	for _, r := range reps {
+		s := per[r.name]
+		sum += s.n
+		written := r.svc.Stats().Written
+		mismatch = mismatch || uint64(s.n) != written || !s.inOrder
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\n", r.name, s.n, written, yesNo(s.inOrder))
+	}
+	if others > 0 {
+		fmt.Fprintf(tw, "  other writers\t%d\t\t\n", others)
+	}
+	fmt.Fprintf(tw, "  all\t%d\t\t(Count with AfterID %d: %d)\n", sum+others, prev.ID, total)
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("print tally: %w", err)
+	}
+	if mismatch {
+		return errors.New("tally: the table does not hold what the replicas wrote, in their order")
+	}
+	fmt.Fprintf(out, "  the replicas' entries interleave: the writer changes %d times along the IDs\n", switches)
+
+	// The first new entry links to the previous run's head: the chain
+	// continues across runs and processes.
+	if prev.ID != 0 && first.ID != 0 {
+		link := "does NOT match"
+		if first.PrevHash == prev.Hash {
+			link = "matches"
+		}
+		fmt.Fprintf(out, "  #%d's PrevHash %s… %s the Hash of #%d, the newest entry before this run\n",
+			first.ID, short(first.PrevHash), link, prev.ID)
+	}
+	return nil
+}
+
+// failedLogins pages, newest first, through the suspect's failed logins
+// with keyset pagination: each page asks for IDs below the last one seen.
+func failedLogins(svc *audit.AuditService, out io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	f := audit.Filter{Actor: suspect, EventType: evLogin, Outcome: "failure", Desc: true, Limit: pageSize}
+	total, err := svc.Count(ctx, f)
+	if err != nil {
+		return fmt.Errorf("count failed logins: %w", err)
+	}
+	fmt.Fprintf(out, "\nFailed logins of %s: %d in the log; newest first, pages of %d\n", suspect, total, pageSize)
+	for page := 1; page <= 2; page++ {
+		entries, err := svc.List(ctx, f)
+		if err != nil {
+			return fmt.Errorf("list failed logins, page %d: %w", page, err)
+		}
+		if len(entries) == 0 {
+			if page == 1 {
+				fmt.Fprintln(out, "  (none)")
+			}
+			break
+		}
+		how := "first page"
+		if f.BeforeID != 0 {
+			how = fmt.Sprintf("BeforeID %d", f.BeforeID)
+		}
+		fmt.Fprintf(out, "  page %d (%s):\n", page, how)
+		tw := table(out)
+		fmt.Fprintln(tw, "    ID\tTIME (UTC)\tIP\tREASON\tREPLICA\tREQUEST")
+		for _, e := range entries {
+			fmt.Fprintf(tw, "    %d\t%s\t%v\t%v\t%v\t%s\n", e.ID, stamp(e.Time), e.Details["ip"], e.Details["reason"], e.Details["replica"], e.RequestID)
+		}
+		if err := tw.Flush(); err != nil {
+			return fmt.Errorf("print failed logins: %w", err)
+		}
+		f.BeforeID = entries[len(entries)-1].ID
+	}
+	return nil
+}
+
+// countByType prints how many entries of each event type, and outcome,
+// the log holds.
+func countByType(svc *audit.AuditService, out io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	outcomes := []string{"success", "failure", "denied"}
+	fmt.Fprintln(out, "\nEntries by event type:")
+	tw := table(out)
+	fmt.Fprintf(tw, "  EVENT TYPE\tTOTAL\t%s\n", strings.ToUpper(strings.Join(outcomes, "\t")))
+	var all int64
+	for _, et := range eventTypes {
+		n, err := svc.Count(ctx, audit.Filter{EventType: et})
+		if err != nil {
+			return fmt.Errorf("count %s: %w", et, err)
+		}
+		all += n
+		row := []string{et, fmt.Sprint(n)}
+		for _, o := range outcomes {
+			m, err := svc.Count(ctx, audit.Filter{EventType: et, Outcome: o})
+			if err != nil {
+				return fmt.Errorf("count %s %s: %w", et, o, err)
+			}
+			row = append(row, fmt.Sprint(m))
+		}
+		fmt.Fprintf(tw, "  %s\n", strings.Join(row, "\t"))
+	}
+	fmt.Fprintf(tw, "  all\t%d\n", all)
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("print counts: %w", err)
+	}
+	return nil
+}
+
+// prune deletes the entries older than cutoff. Prune removes a prefix of
+// the chain in ID order, stopping at the first entry that is not older, so
+// an old entry committed after a newer one stays: the example reports them.
+// With several replicas that is common: their clocks hand out times in one
+// order and their transactions commit in another.
+func prune(svc *audit.AuditService, out io.Writer, cutoff time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	fmt.Fprintf(out, "\nPrune: entries older than %s (%s ago)\n", stamp(cutoff), span(retention))
+	n, err := svc.Prune(ctx, cutoff)
+	if err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	left, err := svc.Count(ctx, audit.Filter{Until: cutoff})
+	if err != nil {
+		return fmt.Errorf("count entries older than the cutoff: %w", err)
+	}
+	fmt.Fprintf(out, "  deleted %d entries", n)
+	switch {
+	case left == 1:
+		fmt.Fprint(out, "; 1 older entry stays, committed after a newer one (Prune deletes a prefix of the chain)")
+	case left > 1:
+		fmt.Fprintf(out, "; %d older entries stay, committed after newer ones (Prune deletes a prefix of the chain)", left)
+	}
+	fmt.Fprintln(out)
+	return nil
+}
+
+// verify walks the hash chain from the first remaining entry, and checks
+// that it is the only one: every entry in the table is on it, and its IDs
+// have no gaps. Two replicas that read the same chain head and both
+// appended to it would have forked the chain; the writer's SELECT ... FOR
+// UPDATE of the head row makes them take turns instead.
+func verify(svc *audit.AuditService, out io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	rep, err := svc.Verify(ctx)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	n, err := svc.Count(ctx, audit.Filter{})
+	if err != nil {
+		return fmt.Errorf("count entries: %w", err)
+	}
+	// Verify ran in its own snapshot; another writer may have committed
+	// since, so the table may hold more than the chain Verify walked.
+	contiguous := rep.Entries == 0 || rep.LastID-rep.FirstID+1 == rep.Entries
+	fmt.Fprintln(out, "\nVerify: the hash chain checks")
+	tw := table(out)
+	fmt.Fprintf(tw, "  entries\t%d\t(the table holds %d)\n", rep.Entries, n)
+	fmt.Fprintf(tw, "  IDs\t%d – %d\t(no gaps: %s)\n", rep.FirstID, rep.LastID, yesNo(contiguous))
+	fmt.Fprintf(tw, "  head\t%s\t(publish it elsewhere to anchor the log)\n", rep.Head)
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("print verify report: %w", err)
+	}
+	if !contiguous {
+		return errors.New("verify: the chain's IDs have gaps")
+	}
+	if n == rep.Entries {
+		fmt.Fprintln(out, "  one chain, unforked: every entry of every replica is on it, each linked to the one before")
+	}
+	return nil
+}
+
+// printStats prints the counters of every service, each counting only
+// what it did itself.
+func printStats(out io.Writer, ops *audit.AuditService, reps []*replica) error {
+	fmt.Fprintln(out, "\nStats of each service (its own counters):")
+	tw := table(out)
+	fmt.Fprintln(tw, "  SERVICE\tQUEUED\tWRITTEN\tBATCHES\tFAILURES\tREJECTED")
+	row := func(name string, st audit.Stats) {
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\n", name, st.Queued, st.Written, st.Batches, st.Failures, st.Rejected)
+	}
+	for _, r := range reps {
+		row(r.name, r.svc.Stats())
+	}
+	row("operator", ops.Stats())
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("print stats: %w", err)
+	}
+	fmt.Fprintln(out, "  (QUEUED: accepted, not yet committed; BATCHES: write transactions; FAILURES: failed opens or writes, each retried)")
+	return nil
+}
+
+// shutdownAll drains and closes every service at once, each giving up
+// after stepTimeout: the entries it could not commit by then are logged,
+// and its error counts them.
+func shutdownAll(services []*audit.AuditService) error {
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	errs := make([]error, len(services))
+	var wg sync.WaitGroup
+	for i, svc := range services {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := svc.Shutdown(ctx); err != nil {
+				errs[i] = fmt.Errorf("shutdown: %w", err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// passwordRE finds the password in a key=value DSN.
+var passwordRE = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// redact returns the DSN without its password, fit to print.
+func redact(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		return u.Redacted()
+	}
+	return passwordRE.ReplaceAllString(dsn, "${1}xxxxx")
+}
+
+func table(out io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+}
+
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "NO"
+}
+
+func short(hash string) string {
+	if len(hash) > 16 {
+		return hash[:16]
+	}
+	return hash
+}
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") }
+
+func round(d time.Duration) time.Duration {
+	if d < time.Millisecond {
+		return d.Round(time.Microsecond)
+	}
+	return d.Round(100 * time.Microsecond)
+}
+
+// span prints a duration in days and hours, or as time.Duration when short.
+func span(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return d.Round(time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	}
+	days, hours := d/(24*time.Hour), (d%(24*time.Hour)+time.Hour/2)/time.Hour
+	if hours == 24 {
+		days, hours = days+1, 0
+	}
+	switch {
+	case days == 0:
+		return fmt.Sprintf("%dh", hours)
+	case hours == 0:
+		return fmt.Sprintf("%dd", days)
+	}
+	return fmt.Sprintf("%dd %dh", days, hours)
+}
