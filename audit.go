@@ -55,6 +55,7 @@ type AuditService struct {
 	sendMu      sync.RWMutex // guards closed
 	closed      bool
 	senders     sync.WaitGroup // registered senders still sending
+	calls       sync.WaitGroup // registered query calls (Get, List, Count, Prune, Verify) still running
 	sendersDone chan struct{}  // closed once closed is set and senders is zero
 	closing     atomic.Bool    // Shutdown has begun: the query methods refuse
 
@@ -290,6 +291,17 @@ func (s *AuditService) shutdown(ctx context.Context) error {
 	}
 	s.cancelW()
 
+	// Queries that began before Shutdown finish on an open database.
+	calls := make(chan struct{})
+	go func() {
+		s.calls.Wait()
+		close(calls)
+	}()
+	select {
+	case <-calls:
+	case <-ctx.Done():
+	}
+
 	s.openMu.Lock()
 	s.dbClosed = true
 	sess := s.sess.Load()
@@ -314,16 +326,22 @@ func (s *AuditService) Stats() Stats {
 	}
 }
 
-// ready returns the session for a query method, or ErrClosed.
-func (s *AuditService) ready(ctx context.Context, op string) (*session, error) {
-	if s.closing.Load() {
-		return nil, fmt.Errorf("audit: %s: %w", op, ErrClosed)
+// ready returns the session for a query method, or ErrClosed. The call
+// registers like a sender, so that Shutdown waits for it before closing the
+// database under it; done ends the registration.
+func (s *AuditService) ready(ctx context.Context, op string) (sess *session, done func(), err error) {
+	s.sendMu.RLock()
+	if s.closed {
+		s.sendMu.RUnlock()
+		return nil, nil, fmt.Errorf("audit: %s: %w", op, ErrClosed)
 	}
-	sess, err := s.session(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("audit: %s: %w", op, err)
+	s.calls.Add(1)
+	s.sendMu.RUnlock()
+	if sess, err = s.session(ctx); err != nil {
+		s.calls.Done()
+		return nil, nil, fmt.Errorf("audit: %s: %w", op, err)
 	}
-	return sess, nil
+	return sess, s.calls.Done, nil
 }
 
 // sleep waits for d or until done is closed, and says whether d passed.

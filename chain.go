@@ -70,10 +70,11 @@ const verifyPage = 1000
 // entries together with the head row can only be caught against a Head
 // published earlier: compare it with the report's.
 func (s *AuditService) Verify(ctx context.Context) (VerifyReport, error) {
-	sess, err := s.ready(ctx, "verify")
+	sess, done, err := s.ready(ctx, "verify")
 	if err != nil {
 		return VerifyReport{}, err
 	}
+	defer done()
 	var opts *sql.TxOptions
 	if sess.d.postgres {
 		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}

@@ -239,8 +239,9 @@ func WithChainKey(key []byte) Option {
 }
 
 // WithLogger sets where the service logs failures and, on a Shutdown that
-// times out, the entries it could not commit. GORM's own log goes there
-// too, at error level. Defaults to slog.Default().
+// times out, the entries it could not commit. The service never prints,
+// and silences GORM's own logger on the databases it opens. Defaults to
+// slog.Default().
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) {
 		if l == nil {

@@ -17,10 +17,11 @@ const pruneChunk = 1000
 // works in transactions of at most 1000 entries, between which the writer
 // commits.
 func (s *AuditService) Prune(ctx context.Context, before time.Time) (int64, error) {
-	sess, err := s.ready(ctx, "prune")
+	sess, done, err := s.ready(ctx, "prune")
 	if err != nil {
 		return 0, err
 	}
+	defer done()
 	b := before.UTC()
 	if b.Year() < 1 {
 		return 0, nil // no entry is that old

@@ -117,10 +117,11 @@ var filterColumns = []string{"actor", "event_type", "resource", "outcome", "requ
 
 // Get returns the committed entry with the given ID, or ErrNotFound.
 func (s *AuditService) Get(ctx context.Context, id int64) (Entry, error) {
-	sess, err := s.ready(ctx, "get")
+	sess, done, err := s.ready(ctx, "get")
 	if err != nil {
 		return Entry{}, err
 	}
+	defer done()
 	rows, err := sess.sqlDB.QueryContext(ctx, sess.q.get, id)
 	if err != nil {
 		return Entry{}, fmt.Errorf("audit: get %d: %w", id, err)
@@ -147,10 +148,11 @@ func (s *AuditService) List(ctx context.Context, f Filter) ([]Entry, error) {
 	if err := f.check(true); err != nil {
 		return nil, fmt.Errorf("audit: list: %w", err)
 	}
-	sess, err := s.ready(ctx, "list")
+	sess, done, err := s.ready(ctx, "list")
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	where, args := sess.q.where(&f)
 	limit := f.Limit
 	if limit == 0 {
@@ -187,10 +189,11 @@ func (s *AuditService) Count(ctx context.Context, f Filter) (int64, error) {
 	if err := f.check(false); err != nil {
 		return 0, fmt.Errorf("audit: count: %w", err)
 	}
-	sess, err := s.ready(ctx, "count")
+	sess, done, err := s.ready(ctx, "count")
 	if err != nil {
 		return 0, err
 	}
+	defer done()
 	where, args := sess.q.where(&f)
 	var n int64
 	if err := sess.sqlDB.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+sess.q.table+where, args...).Scan(&n); err != nil {

@@ -29,7 +29,10 @@ const (
 	// handler does not notice an interrupt, and Shutdown must not wait a
 	// whole busy timeout after its ctx ended.
 	sqliteLockPoll = 50 * time.Millisecond
-	sqliteParams   = "_busy_timeout=5000&_journal_mode=WAL&_synchronous=FULL"
+	// No _journal_mode here: switching a new file to WAL answers
+	// SQLITE_BUSY at once, without the busy timeout, when two connections
+	// try together; migrate switches it, retrying.
+	sqliteParams = "_busy_timeout=5000&_synchronous=FULL"
 )
 
 // session is the opened database and everything derived from it. It is
@@ -82,13 +85,9 @@ func (s *AuditService) open(ctx context.Context) (*session, error) {
 			dsn, memory = sqliteDSN(s.cfg.sqlitePath)
 			d = sqlite.Open(dsn)
 		}
-		gcfg := &gorm.Config{
-			Logger: gormlogger.NewSlogLogger(s.log, gormlogger.Config{
-				LogLevel:                  gormlogger.Error,
-				IgnoreRecordNotFoundError: true,
-			}),
-			SkipDefaultTransaction: true,
-		}
+		// GORM's own logger is silenced: the service logs every failure
+		// itself, through its logger, with the operation that failed.
+		gcfg := &gorm.Config{Logger: gormlogger.Discard, SkipDefaultTransaction: true}
 		db, err := gorm.Open(d, gcfg)
 		if err != nil {
 			closeGorm(db)
@@ -292,8 +291,8 @@ func (s *AuditService) migrate(ctx context.Context, sess *session) error {
 			return fmt.Errorf("read journal_mode: %w", err)
 		}
 		if mode != "wal" && mode != "memory" {
-			if err := sess.sqlDB.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
-				return fmt.Errorf("set journal_mode WAL: %w", err)
+			if err := setWAL(ctx, sess.sqlDB); err != nil {
+				return err
 			}
 		}
 	}
@@ -320,6 +319,24 @@ func (s *AuditService) migrate(ctx context.Context, sess *session) error {
 // schemaLockKey is the advisory lock that serialises schema creation on
 // PostgreSQL: a fixed key, the same in every process of this library.
 const schemaLockKey int64 = 0x3c1d6a5e2b4f7a19
+
+// setWAL switches the database to WAL, retrying while it is busy, for at
+// most the busy timeout.
+func setWAL(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(sqliteBusyTimeout)
+	for {
+		var mode string
+		err := db.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode)
+		switch {
+		case err == nil && mode == "wal":
+			return nil
+		case err == nil:
+			return fmt.Errorf("set journal_mode WAL: the database stays in %q mode", mode)
+		case !isBusy(err) || time.Now().After(deadline) || !sleep(sqliteLockPoll, ctx.Done()):
+			return fmt.Errorf("set journal_mode WAL: %w", err)
+		}
+	}
+}
 
 func firstWords(stmt string) string {
 	if i := strings.Index(stmt, "("); i > 0 {
