@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	gormlogger "gorm.io/gorm/logger"
 )
@@ -23,8 +22,9 @@ import (
 // BenchmarkNaiveGormCreate runs first (source order) and leaves its figures
 // for the others to report "x-naive": how many times faster they are.
 
-// naiveNsPerEntry holds the baseline's last measurement per caller count.
-var naiveNsPerEntry sync.Map // int -> float64
+// naiveNsPerEntry holds the baseline's last measurement per backend and
+// caller count.
+var naiveNsPerEntry sync.Map // "sqlite/callers=16" -> float64
 
 // naiveRow is the hand-written model: the same columns and indexes.
 type naiveRow struct {
@@ -39,28 +39,30 @@ type naiveRow struct {
 }
 
 func BenchmarkNaiveGormCreate(b *testing.B) {
-	for _, callers := range []int{16, 64} {
-		b.Run(callersName(callers), func(b *testing.B) {
-			dsn, _ := sqliteDSN(tempDB(b))
-			db, err := gorm.Open(sqlite.Open(dsn), &gorm.Config{Logger: gormlogger.Discard})
-			require.NoError(b, err)
-			sqlDB, err := db.DB()
-			require.NoError(b, err)
-			defer sqlDB.Close()
-			require.NoError(b, db.AutoMigrate(&naiveRow{}))
-			ns := runCallers(b, callers, func(i int) error {
-				e := sampleEntry(i)
-				details, err := json.Marshal(e.Details)
-				if err != nil {
-					return err
-				}
-				return db.Create(&naiveRow{
-					Time: e.Time.UTC().Format(timeLayout), EventType: e.EventType, Actor: e.Actor,
-					Resource: e.Resource, Outcome: e.Outcome, RequestID: e.RequestID, Details: string(details),
-				}).Error
-			}, nil)
-			naiveNsPerEntry.Store(callers, ns)
-		})
+	for _, be := range backends {
+		for _, callers := range []int{16, 64} {
+			b.Run(be.name+"/"+callersName(callers), func(b *testing.B) {
+				st := be.fresh(b)
+				db, err := gorm.Open(st.dialector(), &gorm.Config{Logger: gormlogger.Discard})
+				require.NoError(b, err)
+				defer closeGorm(db)
+				table := st.table + "_naive"
+				b.Cleanup(func() { _, _ = st.raw.Exec("DROP TABLE IF EXISTS " + quote(table)) })
+				require.NoError(b, db.Table(table).AutoMigrate(&naiveRow{}))
+				ns := runCallers(b, callers, func(i int) error {
+					e := sampleEntry(i)
+					details, err := json.Marshal(e.Details)
+					if err != nil {
+						return err
+					}
+					return db.Table(table).Create(&naiveRow{
+						Time: e.Time.UTC().Format(timeLayout), EventType: e.EventType, Actor: e.Actor,
+						Resource: e.Resource, Outcome: e.Outcome, RequestID: e.RequestID, Details: string(details),
+					}).Error
+				}, nil)
+				naiveNsPerEntry.Store(be.name+"/"+callersName(callers), ns)
+			})
+		}
 	}
 }
 
@@ -76,21 +78,21 @@ func BenchmarkRecordSync(b *testing.B) {
 }
 
 func benchRecord(b *testing.B, callers int, opts ...Option) {
-	b.Run(callersName(callers), func(b *testing.B) {
-		s, err := New(append([]Option{WithSQLite(tempDB(b))}, opts...)...)
-		require.NoError(b, err)
-		defer s.Close()
-		ctx := context.Background()
-		require.NoError(b, s.Flush(ctx))
-		_, err = s.Count(ctx, Filter{}) // open before timing
-		require.NoError(b, err)
-		ns := runCallers(b, callers, func(i int) error {
-			return s.Record(ctx, sampleEntry(i))
-		}, func() error { return s.Flush(ctx) })
-		if naive, ok := naiveNsPerEntry.Load(callers); ok {
-			b.ReportMetric(naive.(float64)/ns, "x-naive")
-		}
-	})
+	for _, be := range backends {
+		name := be.name + "/" + callersName(callers)
+		b.Run(name, func(b *testing.B) {
+			s := be.fresh(b).service(b, opts...)
+			ctx := context.Background()
+			_, err := s.Count(ctx, Filter{}) // open before timing
+			require.NoError(b, err)
+			ns := runCallers(b, callers, func(i int) error {
+				return s.Record(ctx, sampleEntry(i))
+			}, func() error { return s.Flush(ctx) })
+			if naive, ok := naiveNsPerEntry.Load(name); ok {
+				b.ReportMetric(naive.(float64)/ns, "x-naive")
+			}
+		})
+	}
 }
 
 // runCallers splits b.N calls of op among callers goroutines released
