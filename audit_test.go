@@ -1269,3 +1269,42 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 func discardLogger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
+
+func TestOpeningAnExistingLogOnlyReads(t *testing.T) {
+	ctx := context.Background()
+	forEachBackend(t, func(t *testing.T, st *store) {
+		seed := st.service(t)
+		require.NoError(t, seed.Record(ctx, sampleEntry(0)))
+		require.NoError(t, seed.Flush(ctx))
+
+		// With the write lock held elsewhere, a new service still opens and
+		// reads at once: it finds the schema and creates nothing.
+		release := st.holdWriteLock(t)
+		defer release()
+		s := st.service(t)
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		n, err := s.Count(qctx, Filter{})
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), n)
+		_, err = s.Verify(qctx)
+		require.NoError(t, err)
+	})
+}
+
+func TestReadOnlyDatabase(t *testing.T) {
+	ctx := context.Background()
+	s, path := newService(t)
+	for i := 0; i < 3; i++ {
+		require.NoError(t, s.Record(ctx, sampleEntry(i)))
+	}
+	require.NoError(t, s.Close())
+
+	ro := newServiceAt(t, WithDialector(sqlite.Open("file:"+path+"?mode=ro")))
+	n, err := ro.Count(ctx, Filter{})
+	require.NoError(t, err, "a read-only log can be queried")
+	assert.Equal(t, int64(3), n)
+	rep, err := ro.Verify(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), rep.Entries)
+}

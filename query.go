@@ -40,16 +40,19 @@ type queries struct {
 	d          dialect
 	table      string // quoted
 	schema     []string
-	initHead   string // arg: table name
-	head       string // arg: table name; locks the row on PostgreSQL
-	setHead    string // args: last_id, last_hash, table name
-	get        string // arg: id
-	insertHead string // INSERT INTO t (columns) VALUES
-	pruneScan  string // args: limit
-	pruneDel   string // arg: last id
-	checkpoint string // args: pruned_id, pruned_hash, table name
-	chainState string // arg: table name
-	verifyScan string // args: after id, limit
+	initHead   string   // arg: table name
+	head       string   // arg: table name; locks the row on PostgreSQL
+	setHead    string   // args: last_id, last_hash, table name
+	get        string   // arg: id
+	insertHead string   // INSERT INTO t (columns) VALUES
+	pruneScan  string   // args: limit
+	pruneDel   string   // arg: last id
+	checkpoint string   // args: pruned_id, pruned_hash, table name
+	chainState string   // arg: table name
+	verifyScan string   // args: after id, limit
+	objects    []string // the tables and indexes the schema creates
+	objCount   string   // args: objects; counts those that exist
+	headCount  string   // arg: table name; counts its chain head row
 }
 
 func newQueries(d dialect, table string) queries {
@@ -83,9 +86,22 @@ func newQueries(d dialect, table string) queries {
 	pruned_id BIGINT NOT NULL,
 	pruned_hash TEXT NOT NULL)`,
 	}
+	q.objects = []string{table, chainTable}
 	for _, col := range filterColumns {
-		q.schema = append(q.schema, `CREATE INDEX IF NOT EXISTS `+quote(ident(table, "_"+col+"_idx"))+` ON `+t+` (`+col+idSuffix+`)`)
+		index := ident(table, "_"+col+"_idx")
+		q.objects = append(q.objects, index)
+		q.schema = append(q.schema, `CREATE INDEX IF NOT EXISTS `+quote(index)+` ON `+t+` (`+col+idSuffix+`)`)
 	}
+	phs := make([]string, len(q.objects))
+	for i := range phs {
+		phs[i] = d.ph(i + 1)
+	}
+	q.objCount = `SELECT COUNT(*) FROM sqlite_master WHERE name IN (` + strings.Join(phs, ", ") + `)`
+	if d.postgres {
+		q.objCount = `SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	WHERE n.nspname = current_schema() AND c.relname IN (` + strings.Join(phs, ", ") + `)`
+	}
+	q.headCount = `SELECT COUNT(*) FROM ` + chainTable + ` WHERE table_name = ` + d.ph(1)
 	// A table that predates the head row (or lost it) continues from its
 	// last entry, so new IDs never collide with old ones.
 	q.initHead = `INSERT INTO ` + chainTable + ` (table_name, last_id, last_hash, pruned_id, pruned_hash)

@@ -296,6 +296,9 @@ func (s *AuditService) migrate(ctx context.Context, sess *session) error {
 			}
 		}
 	}
+	if s.schemaReady(ctx, sess) {
+		return nil // nothing to create: opening takes no write lock
+	}
 	return s.writeTx(ctx, sess, func(tx execer) error {
 		if sess.d.postgres {
 			// Concurrent CREATE ... IF NOT EXISTS can fail on PostgreSQL's
@@ -319,6 +322,22 @@ func (s *AuditService) migrate(ctx context.Context, sess *session) error {
 // schemaLockKey is the advisory lock that serialises schema creation on
 // PostgreSQL: a fixed key, the same in every process of this library.
 const schemaLockKey int64 = 0x3c1d6a5e2b4f7a19
+
+// schemaReady reports, reading only, whether the table, its indexes and
+// its chain head row all exist already. Any error means "not known to be
+// ready": migrate then creates what is missing.
+func (s *AuditService) schemaReady(ctx context.Context, sess *session) bool {
+	args := make([]any, len(sess.q.objects))
+	for i, o := range sess.q.objects {
+		args[i] = o
+	}
+	var objects, heads int
+	if err := sess.sqlDB.QueryRowContext(ctx, sess.q.objCount, args...).Scan(&objects); err != nil || objects != len(args) {
+		return false
+	}
+	err := sess.sqlDB.QueryRowContext(ctx, sess.q.headCount, s.cfg.table).Scan(&heads)
+	return err == nil && heads == 1
+}
 
 // setWAL switches the database to WAL, retrying while it is busy, for at
 // most the busy timeout.
