@@ -1,0 +1,672 @@
+package gormaudit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cleveragents/audit"
+	"github.com/cleveragents/audit/gormaudit"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+)
+
+var errRollback = errors.New("roll back, please")
+
+func TestCreate(t *testing.T) {
+	t.Run("records the row with actor, request ID and tagged fields", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		u := User{Name: "Ann", Age: 30, Email: "ann@example.com", Password: "s3cret", Notes: "private"}
+		require.NoError(t, db.WithContext(actorCtx("alice", "req-1")).Create(&u).Error)
+
+		es := recorded(t, svc)
+		require.Len(t, es, 1)
+		e := es[0]
+		assert.Equal(t, "users.create", e.EventType)
+		assert.Equal(t, fmt.Sprintf("users/%d", u.ID), e.Resource)
+		assert.Equal(t, "alice", e.Actor)
+		assert.Equal(t, "req-1", e.RequestID)
+		assert.Equal(t, map[string]any{"after": map[string]any{
+			"id":       float64(u.ID),
+			"name":     "Ann",
+			"age":      float64(30),
+			"email":    "ann@example.com",
+			"password": hmacOf(redactKey, `"s3cret"`),
+		}}, e.Details)
+	})
+
+	t.Run("actor defaults to system and is configurable", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		require.NoError(t, db.Create(&User{Name: "a"}).Error)
+		db2, svc2, _ := setup(t, gormaudit.WithDefaultActor("batch-job"))
+		require.NoError(t, db2.Create(&User{Name: "b"}).Error)
+
+		es := recorded(t, svc)
+		require.Len(t, es, 1)
+		assert.Equal(t, "system", es[0].Actor)
+		assert.Empty(t, es[0].RequestID)
+		es2 := recorded(t, svc2)
+		require.Len(t, es2, 1)
+		assert.Equal(t, "batch-job", es2[0].Actor)
+	})
+
+	t.Run("a batch create records one entry per row", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		users := []User{{Name: "a"}, {Name: "b"}, {Name: "c"}}
+		require.NoError(t, db.Create(&users).Error)
+
+		es := recorded(t, svc)
+		require.Len(t, es, 3)
+		for i, e := range es {
+			assert.Equal(t, "users.create", e.EventType)
+			assert.Equal(t, fmt.Sprintf("users/%d", users[i].ID), e.Resource)
+			assert.Equal(t, users[i].Name, e.Details["after"].(map[string]any)["name"])
+		}
+	})
+
+	t.Run("a map create records its columns and generated key", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		require.NoError(t, db.Model(&User{}).Create(map[string]any{"Name": "m", "age": 7, "Password": "pw"}).Error)
+
+		es := recorded(t, svc)
+		require.Len(t, es, 1)
+		assert.Equal(t, "users/1", es[0].Resource)
+		assert.Equal(t, map[string]any{
+			"id": float64(1), "name": "m", "age": float64(7), "password": hmacOf(redactKey, `"pw"`),
+		}, es[0].Details["after"])
+	})
+
+	t.Run("a failed create records nothing", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		require.NoError(t, db.Create(&User{ID: 1, Name: "a"}).Error)
+		require.Error(t, db.Create(&User{ID: 1, Name: "dup"}).Error)
+		es := recorded(t, svc)
+		require.Len(t, es, 1)
+		assert.Equal(t, "a", es[0].Details["after"].(map[string]any)["name"])
+	})
+}
+
+func TestUpdate(t *testing.T) {
+	t.Run("a model update records before, after and changed columns", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		u := User{Name: "Ann", Age: 30, Password: "old", Notes: "n1"}
+		require.NoError(t, db.Create(&u).Error)
+		ctx := actorCtx("bob", "req-9")
+		require.NoError(t, db.WithContext(ctx).Model(&u).Updates(map[string]any{"age": 31, "password": "new", "notes": "n2"}).Error)
+
+		es := recorded(t, svc)
+		require.Len(t, es, 2)
+		e := es[1]
+		assert.Equal(t, "users.update", e.EventType)
+		assert.Equal(t, fmt.Sprintf("users/%d", u.ID), e.Resource)
+		assert.Equal(t, "bob", e.Actor)
+		assert.Equal(t, "req-9", e.RequestID)
+		assert.Equal(t, map[string]any{
+			"before": map[string]any{
+				"id": float64(u.ID), "name": "Ann", "age": float64(30), "email": "", "password": hmacOf(redactKey, `"old"`),
+			},
+			"after": map[string]any{
+				"id": float64(u.ID), "name": "Ann", "age": float64(31), "email": "", "password": hmacOf(redactKey, `"new"`),
+			},
+			// notes changed too, but it is left out of Details entirely.
+			"changed": []any{"age", "password"},
+		}, e.Details)
+	})
+
+	t.Run("after values are read back from the database", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		u := User{Name: "Ann", Age: 30}
+		require.NoError(t, db.Create(&u).Error)
+		require.NoError(t, db.Model(&u).Update("age", gorm.Expr("age + ?", 5)).Error)
+
+		es := recorded(t, svc)
+		require.Len(t, es, 2)
+		assert.Equal(t, float64(30), es[1].Details["before"].(map[string]any)["age"])
+		assert.Equal(t, float64(35), es[1].Details["after"].(map[string]any)["age"])
+		assert.Equal(t, []any{"age"}, es[1].Details["changed"])
+	})
+
+	t.Run("before values come from the database, not the stale model", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		u := User{Name: "Ann", Age: 30}
+		require.NoError(t, db.Create(&u).Error)
+		require.NoError(t, db.Model(&User{}).Where("id = ?", u.ID).Update("name", "Bea").Error)
+		u.Name = "Cid"
+		require.NoError(t, db.Save(&u).Error)
+
+		es := recorded(t, svc)
+		require.Len(t, es, 3)
+		e := es[2]
+		assert.Equal(t, "users.update", e.EventType)
+		assert.Equal(t, "Bea", e.Details["before"].(map[string]any)["name"])
+		assert.Equal(t, "Cid", e.Details["after"].(map[string]any)["name"])
+		assert.Equal(t, []any{"name"}, e.Details["changed"])
+	})
+
+	t.Run("a slice of models records one entry per row", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		users := []User{{Name: "a", Age: 1}, {Name: "b", Age: 2}, {Name: "c", Age: 3}}
+		require.NoError(t, db.Create(&users).Error)
+		sel := users[:2]
+		require.NoError(t, db.Model(&sel).Update("age", 9).Error)
+
+		es := recorded(t, svc)[3:]
+		require.Len(t, es, 2)
+		resources := []string{es[0].Resource, es[1].Resource}
+		sort.Strings(resources)
+		assert.Equal(t, []string{fmt.Sprintf("users/%d", users[0].ID), fmt.Sprintf("users/%d", users[1].ID)}, resources)
+		for _, e := range es {
+			assert.Equal(t, float64(9), e.Details["after"].(map[string]any)["age"])
+		}
+	})
+
+	t.Run("an update that matches no row records nothing", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		require.NoError(t, db.Model(&User{ID: 99}).Update("age", 1).Error)
+		require.NoError(t, db.Model(&User{}).Where("age > ?", 100).Update("age", 1).Error)
+		assert.Empty(t, recorded(t, svc))
+	})
+
+	t.Run("a batch update records one entry with condition, rows and changes", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		for i := 1; i <= 5; i++ {
+			require.NoError(t, db.Create(&User{Name: fmt.Sprint("u", i), Age: i}).Error)
+		}
+		err := db.WithContext(actorCtx("ops", "req-b")).Model(&User{}).Where("age > ?", 3).
+			Updates(map[string]any{"email": "x@example.com", "password": "reset", "notes": "hidden"}).Error
+		require.NoError(t, err)
+
+		es := recorded(t, svc)
+		require.Len(t, es, 6)
+		e := es[5]
+		assert.Equal(t, "users.update", e.EventType)
+		assert.Equal(t, "users", e.Resource)
+		assert.Equal(t, "ops", e.Actor)
+		assert.Equal(t, "req-b", e.RequestID)
+		assert.Equal(t, map[string]any{
+			"where":         "age > 3",
+			"rows_affected": float64(2),
+			"changes":       map[string]any{"email": "x@example.com", "password": hmacOf(redactKey, `"reset"`)},
+		}, e.Details)
+	})
+
+	t.Run("a batch update with an expression shows its SQL", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		require.NoError(t, db.Create(&User{Name: "a", Age: 1}).Error)
+		require.NoError(t, db.Model(&User{}).Where("name = ?", "a").Update("age", gorm.Expr("age + ?", 1)).Error)
+		es := recorded(t, svc)
+		require.Len(t, es, 2)
+		assert.Equal(t, "name = \"a\"", es[1].Details["where"])
+		assert.Equal(t, map[string]any{"age": "age + 1"}, es[1].Details["changes"])
+	})
+}
+
+func TestDelete(t *testing.T) {
+	t.Run("a model delete records the row as it was", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		u := User{Name: "Ann", Age: 30, Password: "pw"}
+		require.NoError(t, db.Create(&u).Error)
+		require.NoError(t, db.Model(&u).Update("age", 40).Error)
+		u.Age = 12345 // stale in memory: the entry shows the stored value
+		require.NoError(t, db.WithContext(actorCtx("carol", "")).Delete(&u).Error)
+
+		es := recorded(t, svc)
+		require.Len(t, es, 3)
+		e := es[2]
+		assert.Equal(t, "users.delete", e.EventType)
+		assert.Equal(t, fmt.Sprintf("users/%d", u.ID), e.Resource)
+		assert.Equal(t, "carol", e.Actor)
+		assert.Equal(t, map[string]any{"before": map[string]any{
+			"id": float64(u.ID), "name": "Ann", "age": float64(40), "email": "", "password": hmacOf(redactKey, `"pw"`),
+		}}, e.Details)
+	})
+
+	t.Run("a batch delete records one entry with condition and rows", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		for i := 1; i <= 5; i++ {
+			require.NoError(t, db.Create(&User{Name: fmt.Sprint("u", i), Age: i}).Error)
+		}
+		require.NoError(t, db.Where("age < ?", 3).Delete(&User{}).Error)
+		require.NoError(t, db.Where("age > ?", 100).Delete(&User{}).Error) // no row: no entry
+
+		es := recorded(t, svc)
+		require.Len(t, es, 6)
+		e := es[5]
+		assert.Equal(t, "users.delete", e.EventType)
+		assert.Equal(t, "users", e.Resource)
+		assert.Equal(t, map[string]any{"where": "age < 3", "rows_affected": float64(2)}, e.Details)
+	})
+
+	t.Run("a slice of models records one entry per row", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		users := []User{{Name: "a"}, {Name: "b"}, {Name: "c"}}
+		require.NoError(t, db.Create(&users).Error)
+		require.NoError(t, db.Delete(users[1:]).Error)
+
+		es := recorded(t, svc)[3:]
+		require.Len(t, es, 2)
+		names := []any{es[0].Details["before"].(map[string]any)["name"], es[1].Details["before"].(map[string]any)["name"]}
+		assert.ElementsMatch(t, []any{"b", "c"}, names)
+		var left []User
+		require.NoError(t, db.Find(&left).Error)
+		require.Len(t, left, 1)
+	})
+
+	t.Run("a soft delete is a delete", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		w := Widget{Label: "w"}
+		require.NoError(t, db.Create(&w).Error)
+		require.NoError(t, db.Delete(&w).Error)
+		require.NoError(t, db.Delete(&w).Error) // already deleted: no row, no entry
+
+		es := recorded(t, svc)
+		require.Len(t, es, 2)
+		assert.Equal(t, "widgets.delete", es[1].EventType)
+		assert.Equal(t, fmt.Sprintf("widgets/%d", w.ID), es[1].Resource)
+		assert.Equal(t, map[string]any{"id": float64(w.ID), "label": "w", "deleted_at": nil}, es[1].Details["before"])
+	})
+}
+
+func TestCompositeKey(t *testing.T) {
+	db, svc, _ := setup(t)
+	m := Membership{OrgID: 7, UserID: 42, Role: "member"}
+	require.NoError(t, db.Create(&m).Error)
+	require.NoError(t, db.Model(&m).Update("role", "admin").Error)
+
+	es := recorded(t, svc)
+	require.Len(t, es, 2)
+	assert.Equal(t, "memberships/7,42", es[0].Resource)
+	assert.Equal(t, "memberships/7,42", es[1].Resource)
+	assert.Equal(t, []any{"role"}, es[1].Details["changed"])
+}
+
+func TestAssociations(t *testing.T) {
+	db, svc, _ := setup(t)
+	team := Team{Name: "red", Members: []Member{{Name: "ann"}, {Name: "bob"}}}
+	require.NoError(t, db.WithContext(actorCtx("alice", "req-t")).Create(&team).Error)
+
+	es := recorded(t, svc)
+	require.Len(t, es, 3)
+	assert.Equal(t, fmt.Sprintf("teams/%d", team.ID), es[0].Resource, "the row before its associations")
+	assert.Equal(t, map[string]any{"id": float64(team.ID), "name": "red"}, es[0].Details["after"])
+	for i, m := range team.Members {
+		assert.Equal(t, "members.create", es[i+1].EventType)
+		assert.Equal(t, fmt.Sprintf("members/%d", m.ID), es[i+1].Resource)
+		assert.Equal(t, "alice", es[i+1].Actor)
+		assert.Equal(t, "req-t", es[i+1].RequestID)
+	}
+}
+
+func TestTransactions(t *testing.T) {
+	t.Run("entries are recorded after commit, not before", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		ctx := context.Background()
+		err := db.Transaction(func(tx *gorm.DB) error {
+			u := User{Name: "a"}
+			if err := tx.Create(&u).Error; err != nil {
+				return err
+			}
+			if err := tx.Model(&u).Update("age", 5).Error; err != nil {
+				return err
+			}
+			require.NoError(t, svc.Flush(ctx))
+			n, err := svc.Count(ctx, audit.Filter{})
+			require.NoError(t, err)
+			assert.Zero(t, n, "nothing may be recorded before the commit")
+			return nil
+		})
+		require.NoError(t, err)
+
+		es := recorded(t, svc)
+		require.Len(t, es, 2)
+		assert.Equal(t, "users.create", es[0].EventType)
+		assert.Equal(t, "users.update", es[1].EventType)
+		assert.Equal(t, float64(0), es[1].Details["before"].(map[string]any)["age"])
+	})
+
+	t.Run("a rolled-back transaction records nothing", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		err := db.Transaction(func(tx *gorm.DB) error {
+			u := User{Name: "a"}
+			require.NoError(t, tx.Create(&u).Error)
+			require.NoError(t, tx.Model(&u).Update("age", 5).Error)
+			require.NoError(t, tx.Delete(&u).Error)
+			return errRollback
+		})
+		require.ErrorIs(t, err, errRollback)
+
+		tx := db.Begin()
+		require.NoError(t, tx.Create(&User{Name: "b"}).Error)
+		require.NoError(t, tx.Rollback().Error)
+
+		var n int64
+		require.NoError(t, db.Model(&User{}).Count(&n).Error)
+		assert.Zero(t, n)
+		assert.Empty(t, recorded(t, svc))
+	})
+
+	t.Run("Begin and Commit record", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		tx := db.WithContext(actorCtx("dave", "req-tx")).Begin()
+		require.NoError(t, tx.Create(&User{Name: "a"}).Error)
+		require.NoError(t, tx.Where("name = ?", "a").Delete(&User{}).Error)
+		assert.Empty(t, recorded(t, svc))
+		require.NoError(t, tx.Commit().Error)
+
+		es := recorded(t, svc)
+		require.Len(t, es, 2)
+		for _, e := range es {
+			assert.Equal(t, "dave", e.Actor)
+			assert.Equal(t, "req-tx", e.RequestID)
+		}
+	})
+
+	t.Run("a nested transaction rolled back to its savepoint drops its entries", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		err := db.Transaction(func(tx *gorm.DB) error {
+			require.NoError(t, tx.Create(&User{Name: "outer-1"}).Error)
+			nested := tx.Transaction(func(tx2 *gorm.DB) error {
+				require.NoError(t, tx2.Create(&User{Name: "inner"}).Error)
+				return errRollback
+			})
+			require.ErrorIs(t, nested, errRollback)
+			require.NoError(t, tx.Transaction(func(tx2 *gorm.DB) error {
+				return tx2.Create(&User{Name: "inner-kept"}).Error
+			}))
+			return tx.Create(&User{Name: "outer-2"}).Error
+		})
+		require.NoError(t, err)
+
+		var names []string
+		for _, e := range recorded(t, svc) {
+			names = append(names, e.Details["after"].(map[string]any)["name"].(string))
+		}
+		assert.Equal(t, []string{"outer-1", "inner-kept", "outer-2"}, names)
+		var stored []string
+		require.NoError(t, db.Model(&User{}).Order("id").Pluck("name", &stored).Error)
+		assert.Equal(t, names, stored)
+	})
+
+	t.Run("a statement's own transaction that rolls back records nothing", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		// A callback after the plugin's, still inside the statement's
+		// transaction, fails it: GORM rolls back what the plugin held.
+		require.NoError(t, db.Callback().Create().Before("gorm:commit_or_rollback_transaction").
+			Register("test:fail_late", func(tx *gorm.DB) {
+				if u, ok := tx.Statement.Dest.(*User); ok && u.Name == "doomed" {
+					_ = tx.AddError(errRollback)
+				}
+			}))
+		require.ErrorIs(t, db.Create(&User{Name: "doomed"}).Error, errRollback)
+		require.NoError(t, db.Create(&User{Name: "fine"}).Error)
+
+		es := recorded(t, svc)
+		require.Len(t, es, 1)
+		assert.Equal(t, "fine", es[0].Details["after"].(map[string]any)["name"])
+		var n int64
+		require.NoError(t, db.Model(&User{}).Count(&n).Error)
+		assert.Equal(t, int64(1), n)
+	})
+
+	t.Run("concurrent transactions record exactly the committed ones", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		const workers = 8
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		errs := make([]error, workers)
+		for i := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				ctx := actorCtx(fmt.Sprint("worker-", i), fmt.Sprint("req-", i))
+				errs[i] = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+					u := User{Name: fmt.Sprint("w", i), Age: i}
+					if err := tx.Create(&u).Error; err != nil {
+						return err
+					}
+					if err := tx.Model(&u).Update("age", i+100).Error; err != nil {
+						return err
+					}
+					if i%2 == 1 {
+						return errRollback
+					}
+					return nil
+				})
+			}()
+		}
+		close(start)
+		wg.Wait()
+		for i, err := range errs {
+			if i%2 == 1 {
+				require.ErrorIs(t, err, errRollback)
+			} else {
+				require.NoError(t, err)
+			}
+		}
+
+		es := recorded(t, svc)
+		require.Len(t, es, workers) // two entries for each of the workers/2 commits
+		byWorker := map[string][]string{}
+		for _, e := range es {
+			byWorker[e.Actor] = append(byWorker[e.Actor], e.EventType)
+			assert.Equal(t, "req-"+e.Actor[len("worker-"):], e.RequestID)
+		}
+		want := map[string][]string{}
+		for i := 0; i < workers; i += 2 {
+			want[fmt.Sprint("worker-", i)] = []string{"users.create", "users.update"}
+		}
+		assert.Equal(t, want, byWorker)
+		var n int64
+		require.NoError(t, db.Model(&User{}).Count(&n).Error)
+		assert.Equal(t, int64(workers/2), n)
+	})
+
+	t.Run("without a transaction entries are recorded at once", func(t *testing.T) {
+		db, svc, _ := setup(t)
+		s := db.Session(&gorm.Session{SkipDefaultTransaction: true})
+		u := User{Name: "a"}
+		require.NoError(t, s.Create(&u).Error)
+		require.NoError(t, s.Model(&u).Update("name", "b").Error)
+		require.NoError(t, s.Delete(&u).Error)
+
+		es := recorded(t, svc)
+		require.Len(t, es, 3)
+		assert.Equal(t, []string{"users.create", "users.update", "users.delete"},
+			[]string{es[0].EventType, es[1].EventType, es[2].EventType})
+		assert.Equal(t, []any{"name"}, es[1].Details["changed"])
+	})
+}
+
+func TestUntrackedTransactionIsRecordedAndWarned(t *testing.T) {
+	db, _ := openApp(t, nil)
+	svc := newService(t)
+	var logs logBuffer
+	require.NoError(t, db.Use(gormaudit.New(svc, gormaudit.WithLogger(logs.logger()))))
+	// db.Connection pins an *sql.Conn, whose transactions bypass the
+	// plugin's pool: as documented, their entries are recorded at once.
+	require.NoError(t, db.Connection(func(conn *gorm.DB) error {
+		tx := conn.Begin()
+		require.NoError(t, tx.Create(&User{Name: "a"}).Error)
+		require.NoError(t, tx.Create(&User{Name: "b"}).Error)
+		return tx.Rollback().Error
+	}))
+	assert.Len(t, recorded(t, svc), 2)
+	assert.Equal(t, 1, strings.Count(logs.String(), "cannot be tracked"), "warned once")
+}
+
+func TestPreparedStatements(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  *gorm.Config
+		sess bool
+	}{
+		{"PrepareStmt in the config", &gorm.Config{PrepareStmt: true}, false},
+		{"PrepareStmt in a session", nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, _ := openApp(t, tc.cfg)
+			svc := newService(t)
+			require.NoError(t, db.Use(gormaudit.New(svc)))
+			if tc.sess {
+				db = db.Session(&gorm.Session{PrepareStmt: true})
+			}
+			require.NoError(t, db.Transaction(func(tx *gorm.DB) error {
+				u := User{Name: "kept"}
+				if err := tx.Create(&u).Error; err != nil {
+					return err
+				}
+				require.ErrorIs(t, tx.Transaction(func(tx2 *gorm.DB) error {
+					require.NoError(t, tx2.Create(&User{Name: "dropped"}).Error)
+					return errRollback
+				}), errRollback)
+				return tx.Model(&u).Update("age", 3).Error
+			}))
+			require.ErrorIs(t, db.Transaction(func(tx *gorm.DB) error {
+				require.NoError(t, tx.Create(&User{Name: "rolled back"}).Error)
+				return errRollback
+			}), errRollback)
+
+			es := recorded(t, svc)
+			require.Len(t, es, 2)
+			assert.Equal(t, "users.create", es[0].EventType)
+			assert.Equal(t, "kept", es[0].Details["after"].(map[string]any)["name"])
+			assert.Equal(t, "users.update", es[1].EventType)
+		})
+	}
+}
+
+// auditRow maps the audit service's own table as a model would.
+type auditRow struct {
+	ID      int64
+	Outcome string
+}
+
+func (auditRow) TableName() string { return "audit_entries" }
+
+type customAuditRow struct {
+	ID      int64
+	Outcome string
+}
+
+func (customAuditRow) TableName() string { return "my_audit" }
+
+func TestAuditTablesAreNotAudited(t *testing.T) {
+	t.Run("shared database, default table", func(t *testing.T) {
+		db, _ := openApp(t, nil)
+		// Sync mode on the same SQLite file: an entry recorded while the
+		// statement's transaction held the write lock would deadlock.
+		svc, err := audit.New(audit.WithDB(db), audit.WithAsync(false))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = svc.Close() })
+		require.NoError(t, db.Use(gormaudit.New(svc)))
+		// Bounded, so that a deadlock fails the test instead of hanging it.
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		db = db.WithContext(ctx)
+
+		require.NoError(t, db.Create(&User{Name: "a"}).Error)
+		require.NoError(t, db.Model(&auditRow{}).Where("id = ?", 1).Update("outcome", gorm.Expr("outcome")).Error)
+		require.NoError(t, db.Table("audit_chain_heads").Where("1 = 1").Update("last_id", gorm.Expr("last_id")).Error)
+		require.NoError(t, db.Create(&User{Name: "b"}).Error)
+
+		es := recorded(t, svc)
+		require.Len(t, es, 2)
+		assert.Equal(t, "users.create", es[0].EventType)
+		assert.Equal(t, "users.create", es[1].EventType)
+		_, err = svc.Verify(context.Background())
+		require.NoError(t, err)
+	})
+
+	t.Run("custom table and skipped tables", func(t *testing.T) {
+		db, _ := openApp(t, nil)
+		svc, err := audit.New(audit.WithDB(db), audit.WithTable("my_audit"))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = svc.Close() })
+		require.NoError(t, db.Use(gormaudit.New(svc, gormaudit.WithAuditTable("my_audit"), gormaudit.WithSkipTables("Widgets"))))
+
+		require.NoError(t, db.Create(&User{Name: "a"}).Error)
+		require.NoError(t, svc.Flush(context.Background())) // the service has created its table
+		require.NoError(t, db.Create(&Widget{Label: "skipped"}).Error)
+		require.NoError(t, db.Model(&customAuditRow{}).Where("id = ?", 1).Update("outcome", gorm.Expr("outcome")).Error)
+
+		es := recorded(t, svc)
+		require.Len(t, es, 1)
+		assert.Equal(t, "users.create", es[0].EventType)
+	})
+}
+
+func TestRedactWithoutKey(t *testing.T) {
+	db, _ := openApp(t, nil)
+	svc := newService(t)
+	require.NoError(t, db.Use(gormaudit.New(svc)))
+	require.NoError(t, db.Create(&User{Name: "a", Password: "s3cret"}).Error)
+	es := recorded(t, svc)
+	require.Len(t, es, 1)
+	assert.Equal(t, "[redacted]", es[0].Details["after"].(map[string]any)["password"])
+}
+
+func TestRefusedRecordIsCountedNotFailed(t *testing.T) {
+	db, _ := openApp(t, nil)
+	svc := newService(t)
+	var logs logBuffer
+	p := gormaudit.New(svc, gormaudit.WithLogger(logs.logger()))
+	require.NoError(t, db.Use(p))
+	require.NoError(t, svc.Close())
+
+	require.NoError(t, db.Create(&User{Name: "a"}).Error, "the change stands")
+	require.NoError(t, db.Transaction(func(tx *gorm.DB) error {
+		return tx.Create(&User{Name: "b"}).Error
+	}))
+	assert.Equal(t, uint64(2), p.Dropped())
+	assert.Contains(t, logs.String(), "change not audited")
+	assert.Contains(t, logs.String(), "users.create")
+	var n int64
+	require.NoError(t, db.Model(&User{}).Count(&n).Error)
+	assert.Equal(t, int64(2), n)
+}
+
+func TestOptions(t *testing.T) {
+	svc := newService(t)
+	for _, tc := range []struct {
+		name string
+		p    *gormaudit.Plugin
+		want string
+	}{
+		{"nil service", gormaudit.New(nil), "nil AuditService"},
+		{"empty redact key", gormaudit.New(svc, gormaudit.WithRedactKey(nil)), "WithRedactKey"},
+		{"empty actor", gormaudit.New(svc, gormaudit.WithDefaultActor("")), "WithDefaultActor"},
+		{"empty audit table", gormaudit.New(svc, gormaudit.WithAuditTable("")), "WithAuditTable"},
+		{"empty skipped table", gormaudit.New(svc, gormaudit.WithSkipTables("")), "WithSkipTables"},
+		{"nil logger", gormaudit.New(svc, gormaudit.WithLogger(nil)), "WithLogger"},
+		{"nil option", gormaudit.New(svc, nil), "nil Option"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, _ := openApp(t, nil)
+			err := db.Use(tc.p)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestDBKeepsWorking(t *testing.T) {
+	db, svc, p := setup(t)
+	assert.Equal(t, "gormaudit", p.Name())
+	sqlDB, err := db.DB()
+	require.NoError(t, err)
+	require.NoError(t, sqlDB.Ping())
+	require.NoError(t, db.Transaction(func(tx *gorm.DB) error {
+		inner, err := tx.DB()
+		require.NoError(t, err)
+		assert.Same(t, sqlDB, inner)
+		return nil
+	}))
+	assert.ErrorIs(t, db.Use(gormaudit.New(svc)), gorm.ErrRegistered)
+}
