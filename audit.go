@@ -46,18 +46,23 @@ type AuditService struct {
 	sess     atomic.Pointer[session]
 	openMu   sync.Mutex    // serialises opening and closing the session; guards dbClosed
 	dbClosed bool          // Shutdown has closed the database: no reopening
+	carry    *chainHead    // the head of a replaced file, for the next open to continue; guarded by openMu
 	opened   chan struct{} // closed by the first successful open
 
 	// The queue and its senders. Nobody closes queue: a sender registers
 	// under sendMu while closed is false, and Shutdown waits for the
 	// registered senders before the writer's last drain.
-	queue       chan item
-	sendMu      sync.RWMutex // guards closed
-	closed      bool
-	senders     sync.WaitGroup // registered senders still sending
-	calls       sync.WaitGroup // registered query calls (Get, List, Count, Prune, Verify) still running
-	sendersDone chan struct{}  // closed once closed is set and senders is zero
-	closing     atomic.Bool    // Shutdown has begun: the query methods refuse
+	queue   chan item
+	sendMu  sync.RWMutex // guards closed
+	closed  bool
+	senders sync.WaitGroup // registered senders still sending
+	// useMu is read-held by every query call (Get, List, Count, Prune,
+	// Verify) for as long as it uses the session, so that Shutdown and the
+	// retiring of a replaced file (watch.go) close a database nobody uses.
+	// Lock order: useMu, then openMu.
+	useMu       sync.RWMutex
+	sendersDone chan struct{} // closed once closed is set and senders is zero
+	closing     atomic.Bool   // Shutdown has begun: the query methods refuse
 
 	writeMu sync.Mutex // serialises this service's write transactions (the writer's batches and Prune's chunks)
 
@@ -291,14 +296,18 @@ func (s *AuditService) shutdown(ctx context.Context) error {
 	}
 	s.cancelW()
 
-	// Queries that began before Shutdown finish on an open database.
-	calls := make(chan struct{})
+	// Queries that began before Shutdown finish on an open database
+	// (unless ctx ends first); those that wait for useMu find closed set.
+	locked, released := make(chan struct{}), make(chan struct{})
 	go func() {
-		s.calls.Wait()
-		close(calls)
+		s.useMu.Lock()
+		close(locked)
+		<-released
+		s.useMu.Unlock()
 	}()
+	defer close(released)
 	select {
-	case <-calls:
+	case <-locked:
 	case <-ctx.Done():
 	}
 
@@ -327,21 +336,22 @@ func (s *AuditService) Stats() Stats {
 }
 
 // ready returns the session for a query method, or ErrClosed. The call
-// registers like a sender, so that Shutdown waits for it before closing the
-// database under it; done ends the registration.
+// read-holds useMu from before its check of closed until done, so that
+// Shutdown waits for it before closing the database under it.
 func (s *AuditService) ready(ctx context.Context, op string) (sess *session, done func(), err error) {
+	s.useMu.RLock()
 	s.sendMu.RLock()
-	if s.closed {
-		s.sendMu.RUnlock()
+	closed := s.closed
+	s.sendMu.RUnlock()
+	if closed {
+		s.useMu.RUnlock()
 		return nil, nil, fmt.Errorf("audit: %s: %w", op, ErrClosed)
 	}
-	s.calls.Add(1)
-	s.sendMu.RUnlock()
 	if sess, err = s.session(ctx); err != nil {
-		s.calls.Done()
+		s.useMu.RUnlock()
 		return nil, nil, fmt.Errorf("audit: %s: %w", op, err)
 	}
-	return sess, s.calls.Done, nil
+	return sess, s.useMu.RUnlock, nil
 }
 
 // sleep waits for d or until done is closed, and says whether d passed.

@@ -1266,6 +1266,13 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 	return w.w.Write(p)
 }
 
+// String returns what was written so far.
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.String()
+}
+
 func discardLogger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }

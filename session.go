@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,9 @@ type session struct {
 	owned bool      // the service opened it: Shutdown closes it
 	keep  *sql.Conn // holds a shared in-memory database alive; nil otherwise
 	q     queries
+
+	path string      // the SQLite file that WithSQLite opened; see watch.go
+	file os.FileInfo // its identity when opened; nil when not watched
 }
 
 // session returns the open database, opening it on first use. The fast path
@@ -69,7 +73,11 @@ func (s *AuditService) session(ctx context.Context) (*session, error) {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	s.sess.Store(sess)
-	close(s.opened)
+	select {
+	case <-s.opened: // reopened after the file was replaced (watch.go)
+	default:
+		close(s.opened)
+	}
 	return sess, nil
 }
 
@@ -77,12 +85,13 @@ func (s *AuditService) session(ctx context.Context) (*session, error) {
 // and returns the session.
 func (s *AuditService) open(ctx context.Context) (*session, error) {
 	sess := &session{db: s.cfg.db}
-	var memory bool
+	var memory, watched bool
 	if sess.db == nil {
 		d := s.cfg.dialector
 		if d == nil {
 			var dsn string
 			dsn, memory = sqliteDSN(s.cfg.sqlitePath)
+			watched = !memory
 			d = sqlite.Open(dsn)
 		}
 		// GORM's own logger is silenced: the service logs every failure
@@ -110,6 +119,20 @@ func (s *AuditService) open(ctx context.Context) (*session, error) {
 	}
 	if err := s.migrate(ctx, sess); err != nil {
 		return nil, s.abandonOpen(sess, fmt.Errorf("create schema: %w", err))
+	}
+	if s.carry != nil {
+		// The file was deleted or replaced: continue the chain here.
+		if err := s.continueChain(ctx, sess, s.carry); err != nil {
+			return nil, s.abandonOpen(sess, fmt.Errorf("continue the chain in the new file: %w", err))
+		}
+		s.carry = nil
+	}
+	if watched {
+		// Taken after the schema exists, so the file does too.
+		if sess.file, err = os.Stat(s.cfg.sqlitePath); err != nil {
+			return nil, s.abandonOpen(sess, err)
+		}
+		sess.path = s.cfg.sqlitePath
 	}
 	return sess, nil
 }
@@ -228,6 +251,9 @@ func (s *AuditService) writeTx(ctx context.Context, sess *session, fn func(tx ex
 	}
 	defer conn.Close()
 	if err := beginImmediate(ctx, conn); err != nil {
+		// An interrupted BEGIN may have begun all the same: a connection
+		// that could hold the write lock must not go back to the pool.
+		discardConn(conn)
 		return err
 	}
 	if err := fn(conn); err != nil {

@@ -31,9 +31,11 @@ func (s *AuditService) runWriter() {
 	defer close(s.writerDone)
 	batch := make([]item, 0, s.cfg.batchSize)
 	recs := make([]*record, 0, s.cfg.batchSize)
+	watch := time.NewTicker(fileCheckEvery)
+	defer watch.Stop()
 	for {
 		var ok bool
-		batch, ok = s.nextBatch(batch[:0])
+		batch, ok = s.nextBatch(batch[:0], watch.C)
 		if !ok {
 			s.abandon(batch)
 			return
@@ -61,21 +63,32 @@ func (s *AuditService) runWriter() {
 // BatchSize entries. It reports false when the writer should end: after
 // Shutdown began, once no sender can add more and the queue is empty, or on
 // abort; whatever it returns then has not been written.
-func (s *AuditService) nextBatch(b []item) ([]item, bool) {
+func (s *AuditService) nextBatch(b []item, tick <-chan time.Time) ([]item, bool) {
 	var first item
-	select {
-	case first = <-s.queue:
-	case <-s.stop:
+wait:
+	for {
 		select {
 		case first = <-s.queue:
-		case <-s.sendersDone:
+			break wait
+		case <-tick:
+			// Idle: is the file still there? (See watch.go.)
+			if sess := s.sess.Load(); sess != nil {
+				s.checkFile(s.writerCtx, sess)
+			}
+		case <-s.stop:
 			select {
 			case first = <-s.queue:
-			default:
-				return b, false // drained: nobody can send any more
+				break wait
+			case <-s.sendersDone:
+				select {
+				case first = <-s.queue:
+					break wait
+				default:
+					return b, false // drained: nobody can send any more
+				}
+			case <-s.abort:
+				return b, false
 			}
-		case <-s.abort:
-			return b, false
 		}
 	}
 	b = append(b, first)
@@ -132,6 +145,12 @@ func (s *AuditService) commitOnce(recs []*record) error {
 	sess, err := s.session(ctx) // counts its own failures
 	if err != nil {
 		return err
+	}
+	if s.checkFile(ctx, sess) {
+		// Not a byte more into a file that left the path.
+		if sess, err = s.session(ctx); err != nil {
+			return err
+		}
 	}
 	if err := s.insertBatch(ctx, sess, recs); err != nil {
 		s.failures.Add(1)

@@ -1,0 +1,127 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// A SQLite file can be deleted or replaced under a running service: an
+// operator's mistake, or an attack. The service's connections keep writing
+// into the unlinked file, and whatever they commit there is gone from the
+// path. So the writer compares the identity of the file it opened with the
+// path's before every batch, and every fileCheckEvery while idle. When they
+// differ it retires the session: the next open creates or opens the file at
+// the path, and the chain continues there from the last head committed to
+// the old file, kept as the prune checkpoint, so Verify passes on the new
+// file. Nothing is written to the old file after the check that found it
+// gone.
+//
+// Only files that WithSQLite opened are watched: the DSN of a dialector or
+// db the caller built is not the service's to parse.
+
+// fileCheckEvery is how often an idle writer checks the file.
+const fileCheckEvery = 2 * time.Second
+
+// chainHead is the state of a table's chain: its head and its prune
+// checkpoint.
+type chainHead struct {
+	lastID, prunedID     int64
+	lastHash, prunedHash string
+}
+
+// fileChanged reports whether the file that sess opened is no longer the
+// one at its path.
+func fileChanged(sess *session) bool {
+	if sess.file == nil {
+		return false
+	}
+	fi, err := os.Stat(sess.path)
+	return err != nil || !os.SameFile(fi, sess.file)
+}
+
+// checkFile retires sess if its file was deleted or replaced, and reports
+// whether it did.
+func (s *AuditService) checkFile(ctx context.Context, sess *session) bool {
+	if !fileChanged(sess) {
+		return false
+	}
+	// Wait for the queries using sess: the old file must be closed, by
+	// every connection, before the path is opened again.
+	s.useMu.Lock()
+	defer s.useMu.Unlock()
+	s.openMu.Lock()
+	defer s.openMu.Unlock()
+	if s.sess.Load() != sess {
+		return true // retired already
+	}
+	s.failures.Add(1)
+	head, err := s.readHead(ctx, sess)
+	if err != nil {
+		s.log.Error("audit: the database file was deleted or replaced, and its chain head cannot be read: the new file starts a new chain",
+			"path", sess.path, "err", err)
+	} else {
+		s.carry = &head
+		s.log.Error("audit: the database file was deleted or replaced; writing continues in a new file at the path, its chain continuing from the last committed head",
+			"path", sess.path, "head_id", head.lastID, "head", head.lastHash)
+	}
+	// The old file's -wal and -shm files are still at the path: SQLite
+	// would replay that WAL into whatever file the path holds now. Close
+	// every connection of the old file, then remove them if they are still
+	// the ones it used.
+	sidecars := map[string]os.FileInfo{}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if fi, err := os.Stat(sess.path + suffix); err == nil {
+			sidecars[sess.path+suffix] = fi
+		}
+	}
+	s.sess.Store(nil)
+	if err := sess.close(); err != nil {
+		s.log.Warn("audit: close the replaced database", "err", err)
+	}
+	for name, was := range sidecars {
+		if fi, err := os.Stat(name); err == nil && os.SameFile(fi, was) {
+			if err := os.Remove(name); err != nil {
+				s.log.Warn("audit: remove the replaced database's "+name[len(sess.path):]+" file", "err", err)
+			}
+		}
+	}
+	return true
+}
+
+// readHead reads the chain state of the service's table.
+func (s *AuditService) readHead(ctx context.Context, sess *session) (chainHead, error) {
+	var h chainHead
+	err := sess.sqlDB.QueryRowContext(ctx, sess.q.chainState, s.cfg.table).Scan(&h.lastID, &h.lastHash, &h.prunedID, &h.prunedHash)
+	return h, err
+}
+
+// errForeignLog is why the service will not write to a file that replaced
+// its own and holds a different log.
+var errForeignLog = errors.New("the file at the path holds another log, which does not continue this one")
+
+// continueChain makes a new file's chain continue from carry: an empty log
+// takes carry as its prune checkpoint and head. A log that already
+// continues it (the same head, or carry as its checkpoint: another process
+// got there first) is left as it is; any other is refused.
+func (s *AuditService) continueChain(ctx context.Context, sess *session, carry *chainHead) error {
+	return s.writeTx(ctx, sess, func(tx execer) error {
+		var h chainHead
+		if err := tx.QueryRowContext(ctx, sess.q.chainState, s.cfg.table).Scan(&h.lastID, &h.lastHash, &h.prunedID, &h.prunedHash); err != nil {
+			return fmt.Errorf("read chain head: %w", err)
+		}
+		switch {
+		case h.lastID == 0 && h.prunedID == 0:
+			_, err := tx.ExecContext(ctx, `UPDATE `+chainTable+` SET last_id = `+sess.d.ph(1)+`, last_hash = `+sess.d.ph(2)+
+				`, pruned_id = `+sess.d.ph(3)+`, pruned_hash = `+sess.d.ph(4)+` WHERE table_name = `+sess.d.ph(5),
+				carry.lastID, carry.lastHash, carry.lastID, carry.lastHash, s.cfg.table)
+			return err
+		case h.lastID == carry.lastID && h.lastHash == carry.lastHash,
+			h.prunedID == carry.lastID && h.prunedHash == carry.lastHash:
+			return nil
+		}
+		return fmt.Errorf("%w (its head is entry %d, this log's is %d)", errForeignLog, h.lastID, carry.lastID)
+	})
+}
