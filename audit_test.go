@@ -1315,3 +1315,49 @@ func TestReadOnlyDatabase(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(3), rep.Entries)
 }
+
+// TestConcurrentPrunesKeepTheChain prunes from two services at once while
+// a third writes: the checkpoint must only move forward, so the chain
+// verifies whatever the interleaving.
+func TestConcurrentPrunesKeepTheChain(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st *store) {
+		ctx := context.Background()
+		seed := st.service(t)
+		for i := 0; i < 3000; i++ {
+			require.NoError(t, seed.Record(ctx, sampleEntry(i)))
+		}
+		require.NoError(t, seed.Flush(ctx))
+
+		a, b := st.service(t), st.service(t)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var pruned atomic.Int64
+		for g, s := range []*AuditService{a, b, a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				// Each goroutine prunes to its own cutoff: entry 1000, 1500, ...
+				n, err := s.Prune(ctx, sampleEntry(1000+500*g).Time)
+				assert.NoError(t, err)
+				pruned.Add(n)
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := 3000; i < 3500; i++ {
+				assert.NoError(t, seed.Record(ctx, sampleEntry(i)))
+			}
+			assert.NoError(t, seed.Flush(ctx))
+		}()
+		close(start)
+		wg.Wait()
+
+		assert.Equal(t, int64(2500), pruned.Load(), "every entry pruned once")
+		rep, err := seed.Verify(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, VerifyReport{Entries: 1000, FirstID: 2501, LastID: 3500, Head: rep.Head}, rep)
+	})
+}

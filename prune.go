@@ -47,6 +47,16 @@ func (s *AuditService) Prune(ctx context.Context, before time.Time) (int64, erro
 // start of the chain, and reports whether there may be more.
 func (s *AuditService) pruneOnce(ctx context.Context, sess *session, cutoff string) (n int64, more bool, err error) {
 	err = s.writeTx(ctx, sess, func(tx execer) error {
+		if sess.d.postgres {
+			// Take turns with writers and other processes' prunes, so that
+			// the scan below sees the latest prefix and the checkpoint only
+			// moves forward. (SQLite's BEGIN IMMEDIATE does this already.)
+			var id int64
+			var hash string
+			if err := tx.QueryRowContext(ctx, sess.q.head, s.cfg.table).Scan(&id, &hash); err != nil {
+				return fmt.Errorf("lock chain head: %w", err)
+			}
+		}
 		rows, err := tx.QueryContext(ctx, sess.q.pruneScan, pruneChunk)
 		if err != nil {
 			return err
