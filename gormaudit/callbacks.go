@@ -271,7 +271,10 @@ func (p *Plugin) emit(db *gorm.DB, entries []audit.Entry) {
 // record hands e to the service. The change it describes has happened, so
 // a refusal is logged and counted, not returned.
 func (p *Plugin) record(ctx context.Context, e audit.Entry) {
-	if err := p.svc.Record(ctx, e); err != nil {
+	// The change has committed: its entry must not depend on the caller's
+	// ctx any more (a client that hangs up cancels a request's ctx). The
+	// ctx's values (actor, request ID) stay.
+	if err := p.svc.Record(context.WithoutCancel(ctx), e); err != nil {
 		p.dropped.Add(1)
 		p.cfg.logger.Error("gormaudit: change not audited", "event_type", e.EventType, "resource", e.Resource, "err", err)
 	}

@@ -1,0 +1,395 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cleveragents/audit/audithttp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// processTimeout bounds every wait on a process: the build, the start, the
+// shutdown, an auditctl run.
+const processTimeout = 2 * time.Minute
+
+// TestWalkthrough runs the README's walk-through against the built
+// binaries: it starts the service, makes the README's requests, stops it
+// with SIGTERM, and reads the audit log back with auditctl.
+func TestWalkthrough(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs binaries; skipped with -short")
+	}
+	dir := t.TempDir()
+	serviceBin := goBuild(t, dir, "httpservice", ".")
+	auditctlBin := goBuild(t, dir, "auditctl", "../../cmd/auditctl")
+	dbPath := filepath.Join(dir, "httpservice.db")
+
+	svc := startService(t, serviceBin, "-addr", "127.0.0.1:0", "-db", dbPath)
+	c := &client{t: t, base: svc.url, http: &http.Client{Timeout: processTimeout}}
+
+	// The README's curl requests, in order. An empty reqID lets the
+	// middleware make one up; the response carries it either way.
+	createAlice := c.do("POST", "/accounts", "alice", "",
+		`{"owner":"alice","email":"alice@example.com","password":"correct horse battery staple"}`)
+	require.Equal(t, http.StatusCreated, createAlice.status, createAlice.body)
+	createBob := c.do("POST", "/accounts", "bob", "", `{"owner":"bob","email":"bob@example.com"}`)
+	require.Equal(t, http.StatusCreated, createBob.status, createBob.body)
+	var alice, bob Account
+	require.NoError(t, json.Unmarshal([]byte(createAlice.body), &alice))
+	require.NoError(t, json.Unmarshal([]byte(createBob.body), &bob))
+	require.Equal(t, int64(1), alice.ID)
+	require.Equal(t, int64(2), bob.ID)
+	assert.NotContains(t, createAlice.body, "password", "the hash is never served")
+
+	update := c.do("PATCH", "/accounts/1", "alice", "", `{"email":"alice@example.org","balance_delta":10000}`)
+	require.Equal(t, http.StatusOK, update.status, update.body)
+	assert.Contains(t, update.body, `"balance":10000`)
+
+	transfer := c.do("POST", "/transfer", "alice", "", `{"from":1,"to":2,"amount":2500}`)
+	require.Equal(t, http.StatusOK, transfer.status, transfer.body)
+
+	overdraft := c.do("POST", "/transfer", "bob", "overdraft-1", `{"from":2,"to":1,"amount":50000}`)
+	require.Equal(t, http.StatusConflict, overdraft.status, overdraft.body)
+	assert.Equal(t, "overdraft-1", overdraft.reqID, "the middleware keeps the client's X-Request-ID")
+
+	del := c.do("DELETE", "/accounts/2", "bob", "", "")
+	require.Equal(t, http.StatusNoContent, del.status, del.body)
+
+	get := c.do("GET", "/accounts/1", "carol", "", "")
+	require.Equal(t, http.StatusOK, get.status, get.body)
+	assert.Contains(t, get.body, `"balance":7500`, "the rolled-back transfer left alice's balance alone")
+
+	health := c.do("GET", "/healthz", "", "", "")
+	require.Equal(t, http.StatusOK, health.status, health.body)
+	assert.Empty(t, health.reqID, "/healthz is skipped by the middleware")
+
+	requests := []response{createAlice, createBob, update, transfer, overdraft, del, get}
+	for _, r := range requests {
+		require.NotEmpty(t, r.reqID, "%s %s: no X-Request-ID on the response", r.method, r.path)
+	}
+
+	svc.stop(t)
+	assert.Contains(t, svc.output(), "stopped: 13 audit entries written")
+
+	// The log, as the README reads it.
+	list := runCmd(t, auditctlBin, "--db", dbPath, "list", "--json", "--limit", "0")
+	require.Equal(t, 0, list.code, list)
+	entries := parseEntries(t, list.stdout)
+
+	byRequest := map[string][]logEntry{}
+	for _, e := range entries {
+		byRequest[e.RequestID] = append(byRequest[e.RequestID], e)
+	}
+	assert.Len(t, byRequest, len(requests), "entries only of these requests: %v", entries)
+	assert.Len(t, entries, len(requests)+6, "one http.request per request, 6 model changes: %v", entries)
+
+	t.Run("every request has one http.request entry with its actor, request ID and outcome", func(t *testing.T) {
+		for _, r := range requests {
+			var found []logEntry
+			for _, e := range byRequest[r.reqID] {
+				if e.EventType == audithttp.DefaultEventType {
+					found = append(found, e)
+				}
+			}
+			if !assert.Len(t, found, 1, "%s %s", r.method, r.path) {
+				continue
+			}
+			e := found[0]
+			assert.Equal(t, r.user, e.Actor, "%s %s", r.method, r.path)
+			assert.Equal(t, r.method+" "+r.path, e.Resource)
+			assert.Equal(t, audithttp.OutcomeOf(r.status), e.Outcome, "%s %s", r.method, r.path)
+			assert.EqualValues(t, r.status, e.Details["status"], "%s %s", r.method, r.path)
+			// The middleware records after the handler returns: the
+			// request's model changes, committed during it, come first.
+			last := byRequest[r.reqID][len(byRequest[r.reqID])-1]
+			assert.Equal(t, e.ID, last.ID, "%s %s: the http.request entry is the request's last", r.method, r.path)
+		}
+	})
+
+	t.Run("the failed transfer recorded its request with Outcome for 409 and no model change", func(t *testing.T) {
+		got := byRequest["overdraft-1"]
+		require.Len(t, got, 1, "the rolled-back updates were dropped: %v", got)
+		assert.Equal(t, audithttp.DefaultEventType, got[0].EventType)
+		assert.Equal(t, audithttp.OutcomeOf(http.StatusConflict), got[0].Outcome)
+		assert.Equal(t, audithttp.OutcomeClientError, got[0].Outcome)
+		assert.Equal(t, "bob", got[0].Actor)
+	})
+
+	t.Run("model changes carry the actor and request ID of their request", func(t *testing.T) {
+		type change struct{ eventType, resource, actor string }
+		want := map[string][]change{
+			createAlice.reqID: {{"accounts.create", "accounts/1", "alice"}},
+			createBob.reqID:   {{"accounts.create", "accounts/2", "bob"}},
+			update.reqID:      {{"accounts.update", "accounts/1", "alice"}},
+			transfer.reqID:    {{"accounts.update", "accounts/1", "alice"}, {"accounts.update", "accounts/2", "alice"}},
+			del.reqID:         {{"accounts.delete", "accounts/2", "bob"}},
+			overdraft.reqID:   nil,
+			get.reqID:         nil,
+		}
+		for reqID, changes := range want {
+			var got []change
+			for _, e := range byRequest[reqID] {
+				if strings.HasPrefix(e.EventType, "accounts.") {
+					got = append(got, change{e.EventType, e.Resource, e.Actor})
+				}
+			}
+			assert.Equal(t, changes, got, "request %s", reqID)
+		}
+	})
+
+	t.Run("Details show the changes, with the tagged fields redacted or left out", func(t *testing.T) {
+		created := modelEntry(t, byRequest[createAlice.reqID], "accounts.create")
+		after := object(t, created.Details, "after")
+		assert.Equal(t, "alice@example.com", after["email"])
+		assert.Equal(t, "[redacted]", after["password_hash"], `audit:"redact"`)
+		assert.NotContains(t, after, "updated_at", `audit:"-"`)
+
+		updated := modelEntry(t, byRequest[update.reqID], "accounts.update")
+		assert.Equal(t, []any{"balance", "email"}, updated.Details["changed"])
+		assert.EqualValues(t, 0, object(t, updated.Details, "before")["balance"])
+		assert.EqualValues(t, 10000, object(t, updated.Details, "after")["balance"])
+
+		deleted := modelEntry(t, byRequest[del.reqID], "accounts.delete")
+		assert.EqualValues(t, 2500, object(t, deleted.Details, "before")["balance"])
+	})
+
+	t.Run("auditctl verify", func(t *testing.T) {
+		verify := runCmd(t, auditctlBin, "--db", dbPath, "verify")
+		require.Equal(t, 0, verify.code, verify)
+		assert.Contains(t, verify.stdout, fmt.Sprintf("entries:  %d", len(entries)))
+		assert.Contains(t, verify.stdout, "OK: the chain verifies")
+	})
+}
+
+// goBuild builds the package in pkgDir into dir/name and returns the
+// binary's path.
+func goBuild(t *testing.T, dir, name, pkgDir string) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("the go command is not on PATH: %v", err)
+	}
+	bin := filepath.Join(dir, name)
+	res := runCmd(t, goBin, "build", "-o", bin, pkgDir)
+	require.Equal(t, 0, res.code, "go build %s: %s", pkgDir, res)
+	return bin
+}
+
+// result is what one finished command did.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// runCmd runs a command to its end (killed after processTimeout).
+func runCmd(t *testing.T, name string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = time.Second
+	require.NoError(t, cmd.Start(), "start %s", name)
+	timer := time.AfterFunc(processTimeout, func() { _ = cmd.Process.Kill() })
+	err := cmd.Wait()
+	timer.Stop()
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) {
+		require.NoError(t, err, "run %s", name)
+	}
+	return result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+}
+
+// service is the running example.
+type service struct {
+	cmd    *exec.Cmd
+	url    string        // http://127.0.0.1:PORT, from its first line
+	exited chan struct{} // closed once the process has exited and its output is read
+	err    error         // Wait's result; set before exited closes
+
+	mu     sync.Mutex // guards stdout
+	stdout []string   // lines so far
+	stderr bytes.Buffer
+}
+
+// startService starts the example and waits until it prints the address
+// it listens on. A cleanup kills it if the test has not stopped it.
+func startService(t *testing.T, bin string, args ...string) *service {
+	t.Helper()
+	s := &service{cmd: exec.Command(bin, args...), exited: make(chan struct{})}
+	s.cmd.Stderr = &s.stderr // written by exec's goroutine; read only after exited
+	stdout, err := s.cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, s.cmd.Start())
+	t.Cleanup(func() {
+		select {
+		case <-s.exited:
+		default:
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+	})
+
+	ready := make(chan string, 1)
+	go func() {
+		defer close(s.exited)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.stdout = append(s.stdout, line)
+			s.mu.Unlock()
+			if url, ok := strings.CutPrefix(line, "listening on "); ok {
+				select {
+				case ready <- url:
+				default:
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout) // after a line too long to scan
+		s.err = s.cmd.Wait()               // once stdout is read to its end
+	}()
+
+	select {
+	case s.url = <-ready:
+	case <-s.exited:
+		t.Fatalf("the service exited before listening: %v\nstdout:\n%s\nstderr:\n%s", s.err, s.output(), s.stderr.String())
+	case <-time.After(processTimeout):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		t.Fatalf("the service did not print its address within %v\nstderr:\n%s", processTimeout, s.stderr.String())
+	}
+	require.True(t, strings.HasPrefix(s.url, "http://127.0.0.1:"), s.url)
+	return s
+}
+
+// stop sends SIGTERM and requires the service to exit with status 0.
+func (s *service) stop(t *testing.T) {
+	t.Helper()
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-s.exited:
+	case <-time.After(processTimeout):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		t.Fatalf("the service did not exit within %v of SIGTERM\nstderr:\n%s", processTimeout, s.stderr.String())
+	}
+	require.NoError(t, s.err, "exit status\nstdout:\n%s\nstderr:\n%s", s.output(), s.stderr.String())
+}
+
+// output returns the lines the service printed so far.
+func (s *service) output() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.stdout, "\n")
+}
+
+// client makes the walk-through's requests.
+type client struct {
+	t    *testing.T
+	base string
+	http *http.Client
+}
+
+// response is one request and what came back.
+type response struct {
+	method, path, user string
+	status             int
+	body               string
+	reqID              string // the response's X-Request-ID
+}
+
+// do sends a request as curl does in the README: user in X-User, reqID
+// (when not empty) in X-Request-ID, body as JSON.
+func (c *client) do(method, path, user, reqID, body string) response {
+	c.t.Helper()
+	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	require.NoError(c.t, err)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if user != "" {
+		req.Header.Set("X-User", user)
+	}
+	if reqID != "" {
+		req.Header.Set(audithttp.RequestIDHeader, reqID)
+	}
+	resp, err := c.http.Do(req)
+	require.NoError(c.t, err, "%s %s", method, path)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(c.t, err)
+	return response{
+		method: method, path: path, user: user,
+		status: resp.StatusCode,
+		body:   string(b),
+		reqID:  resp.Header.Get(audithttp.RequestIDHeader),
+	}
+}
+
+// logEntry is one line of auditctl list --json.
+type logEntry struct {
+	ID        int64          `json:"id"`
+	Time      time.Time      `json:"time"`
+	EventType string         `json:"event_type"`
+	Actor     string         `json:"actor"`
+	Resource  string         `json:"resource"`
+	Outcome   string         `json:"outcome"`
+	RequestID string         `json:"request_id"`
+	Details   map[string]any `json:"details"`
+	PrevHash  string         `json:"prev_hash"`
+	Hash      string         `json:"hash"`
+}
+
+func (e logEntry) String() string {
+	return fmt.Sprintf("#%d %s %s %s %s %s", e.ID, e.EventType, e.Actor, e.Resource, e.Outcome, e.RequestID)
+}
+
+func parseEntries(t *testing.T, jsonLines string) []logEntry {
+	t.Helper()
+	var entries []logEntry
+	dec := json.NewDecoder(strings.NewReader(jsonLines))
+	for dec.More() {
+		var e logEntry
+		require.NoError(t, dec.Decode(&e))
+		entries = append(entries, e)
+	}
+	return entries
+}
+
+// modelEntry returns the one entry of eventType among entries.
+func modelEntry(t *testing.T, entries []logEntry, eventType string) logEntry {
+	t.Helper()
+	var found []logEntry
+	for _, e := range entries {
+		if e.EventType == eventType {
+			found = append(found, e)
+		}
+	}
+	require.Len(t, found, 1, "%s among %v", eventType, entries)
+	return found[0]
+}
+
+// object returns m[key], which must be a JSON object.
+func object(t *testing.T, m map[string]any, key string) map[string]any {
+	t.Helper()
+	v, ok := m[key].(map[string]any)
+	require.True(t, ok, "%q is not an object in %v", key, m)
+	return v
+}
