@@ -97,7 +97,7 @@ func (s *AuditService) verify(ctx context.Context, sess *session, tx *sql.Tx) (V
 		lastID, prunedID   int64
 		lastHash, prevHash string
 	)
-	if err := tx.QueryRowContext(ctx, sess.q.chainState, s.cfg.table).Scan(&lastID, &lastHash, &prunedID, &prevHash); err != nil {
+	if err := tx.QueryRowContext(ctx, sess.q.chainState, sess.q.key).Scan(&lastID, &lastHash, &prunedID, &prevHash); err != nil {
 		return rep, fmt.Errorf("read chain head: %w", err)
 	}
 	wantID := prunedID + 1

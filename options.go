@@ -155,7 +155,10 @@ func WithDB(db *gorm.DB) Option {
 }
 
 // WithTable names the table of entries. It must match
-// ^[A-Za-z_][A-Za-z0-9_]{0,62}$. Defaults to "audit_entries".
+// ^[A-Za-z_][A-Za-z0-9_]{0,62}$ and may not be audit_chain_heads or begin
+// with sqlite_ or pg_ (names the databases keep for themselves). On SQLite
+// names are case-insensitive: "Logs" and "logs" are one table with one
+// chain. Defaults to "audit_entries".
 func WithTable(name string) Option {
 	return func(c *config) {
 		switch {
@@ -163,10 +166,16 @@ func WithTable(name string) Option {
 			c.fail("WithTable", "table name %q is not an identifier matching %s", name, tableNameRE)
 		case strings.EqualFold(name, chainTable):
 			c.fail("WithTable", "table name %q is reserved for the chain heads", name)
+		case hasPrefixFold(name, "sqlite_") || hasPrefixFold(name, "pg_"):
+			c.fail("WithTable", "table name %q is reserved by the database (sqlite_ and pg_ prefixes)", name)
 		default:
 			c.table = name
 		}
 	}
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // WithAsync chooses async mode (Record returns once the entry is queued) or

@@ -53,7 +53,7 @@ func (s *AuditService) pruneOnce(ctx context.Context, sess *session, cutoff stri
 			// moves forward. (SQLite's BEGIN IMMEDIATE does this already.)
 			var id int64
 			var hash string
-			if err := tx.QueryRowContext(ctx, sess.q.head, s.cfg.table).Scan(&id, &hash); err != nil {
+			if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&id, &hash); err != nil {
 				return fmt.Errorf("lock chain head: %w", err)
 			}
 		}
@@ -91,7 +91,7 @@ func (s *AuditService) pruneOnce(ctx context.Context, sess *session, cutoff stri
 		if _, err := tx.ExecContext(ctx, sess.q.pruneDel, lastID); err != nil {
 			return fmt.Errorf("delete: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, sess.q.checkpoint, lastID, lastHash, s.cfg.table); err != nil {
+		if _, err := tx.ExecContext(ctx, sess.q.checkpoint, lastID, lastHash, sess.q.key); err != nil {
 			return fmt.Errorf("keep checkpoint: %w", err)
 		}
 		return nil

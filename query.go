@@ -37,8 +37,12 @@ const columns = "id, time, event_type, actor, resource, outcome, request_id, det
 // queries are the SQL texts of one table on one dialect, built once when
 // the session opens.
 type queries struct {
-	d          dialect
-	table      string // quoted
+	d     dialect
+	table string // quoted
+	// key names the table's row in the chain heads: SQLite's names are
+	// case-insensitive, so there "Logs" and "logs" are one table and must
+	// share one head.
+	key        string
 	schema     []string
 	initHead   string   // arg: table name
 	head       string   // arg: table name; locks the row on PostgreSQL
@@ -57,7 +61,10 @@ type queries struct {
 
 func newQueries(d dialect, table string) queries {
 	t := quote(table)
-	q := queries{d: d, table: t}
+	q := queries{d: d, table: t, key: table}
+	if !d.postgres {
+		q.key = strings.ToLower(table)
+	}
 	// SQLite: id is the rowid, which every index ends with already.
 	// PostgreSQL: indexes name id, and time compares byte-wise (the "C"
 	// collation), as the fixed-width text needs.
@@ -96,7 +103,7 @@ func newQueries(d dialect, table string) queries {
 	for i := range phs {
 		phs[i] = d.ph(i + 1)
 	}
-	q.objCount = `SELECT COUNT(*) FROM sqlite_master WHERE name IN (` + strings.Join(phs, ", ") + `)`
+	q.objCount = `SELECT COUNT(*) FROM sqlite_master WHERE name COLLATE NOCASE IN (` + strings.Join(phs, ", ") + `)`
 	if d.postgres {
 		q.objCount = `SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 	WHERE n.nspname = current_schema() AND c.relname IN (` + strings.Join(phs, ", ") + `)`
@@ -315,7 +322,7 @@ func (s *AuditService) insertBatch(ctx context.Context, sess *session, recs []*r
 	return s.writeTx(ctx, sess, func(tx execer) error {
 		var lastID int64
 		var lastHash string
-		if err := tx.QueryRowContext(ctx, sess.q.head, s.cfg.table).Scan(&lastID, &lastHash); err != nil {
+		if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&lastID, &lastHash); err != nil {
 			return fmt.Errorf("read chain head: %w", err)
 		}
 		for start := 0; start < len(recs); start += insertChunk {
@@ -349,7 +356,7 @@ func (s *AuditService) insertBatch(ctx context.Context, sess *session, recs []*r
 				return fmt.Errorf("insert %d entries: %w", len(chunk), err)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, sess.q.setHead, lastID, lastHash, s.cfg.table); err != nil {
+		if _, err := tx.ExecContext(ctx, sess.q.setHead, lastID, lastHash, sess.q.key); err != nil {
 			return fmt.Errorf("advance chain head: %w", err)
 		}
 		return nil

@@ -338,7 +338,7 @@ func (s *AuditService) migrate(ctx context.Context, sess *session) error {
 				return fmt.Errorf("%s: %w", firstWords(stmt), err)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, sess.q.initHead, s.cfg.table); err != nil {
+		if _, err := tx.ExecContext(ctx, sess.q.initHead, sess.q.key); err != nil {
 			return fmt.Errorf("init chain head: %w", err)
 		}
 		return nil
@@ -361,7 +361,7 @@ func (s *AuditService) schemaReady(ctx context.Context, sess *session) bool {
 	if err := sess.sqlDB.QueryRowContext(ctx, sess.q.objCount, args...).Scan(&objects); err != nil || objects != len(args) {
 		return false
 	}
-	err := sess.sqlDB.QueryRowContext(ctx, sess.q.headCount, s.cfg.table).Scan(&heads)
+	err := sess.sqlDB.QueryRowContext(ctx, sess.q.headCount, sess.q.key).Scan(&heads)
 	return err == nil && heads == 1
 }
 

@@ -94,7 +94,7 @@ func (s *AuditService) checkFile(ctx context.Context, sess *session) bool {
 // readHead reads the chain state of the service's table.
 func (s *AuditService) readHead(ctx context.Context, sess *session) (chainHead, error) {
 	var h chainHead
-	err := sess.sqlDB.QueryRowContext(ctx, sess.q.chainState, s.cfg.table).Scan(&h.lastID, &h.lastHash, &h.prunedID, &h.prunedHash)
+	err := sess.sqlDB.QueryRowContext(ctx, sess.q.chainState, sess.q.key).Scan(&h.lastID, &h.lastHash, &h.prunedID, &h.prunedHash)
 	return h, err
 }
 
@@ -109,14 +109,14 @@ var errForeignLog = errors.New("the file at the path holds another log, which do
 func (s *AuditService) continueChain(ctx context.Context, sess *session, carry *chainHead) error {
 	return s.writeTx(ctx, sess, func(tx execer) error {
 		var h chainHead
-		if err := tx.QueryRowContext(ctx, sess.q.chainState, s.cfg.table).Scan(&h.lastID, &h.lastHash, &h.prunedID, &h.prunedHash); err != nil {
+		if err := tx.QueryRowContext(ctx, sess.q.chainState, sess.q.key).Scan(&h.lastID, &h.lastHash, &h.prunedID, &h.prunedHash); err != nil {
 			return fmt.Errorf("read chain head: %w", err)
 		}
 		switch {
 		case h.lastID == 0 && h.prunedID == 0:
 			_, err := tx.ExecContext(ctx, `UPDATE `+chainTable+` SET last_id = `+sess.d.ph(1)+`, last_hash = `+sess.d.ph(2)+
 				`, pruned_id = `+sess.d.ph(3)+`, pruned_hash = `+sess.d.ph(4)+` WHERE table_name = `+sess.d.ph(5),
-				carry.lastID, carry.lastHash, carry.lastID, carry.lastHash, s.cfg.table)
+				carry.lastID, carry.lastHash, carry.lastID, carry.lastHash, sess.q.key)
 			return err
 		case h.lastID == carry.lastID && h.lastHash == carry.lastHash,
 			h.prunedID == carry.lastID && h.prunedHash == carry.lastHash:
