@@ -665,8 +665,8 @@ func TestFailedOpenIsRetried(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *store) {
 		ctx := context.Background()
 		d := countOpens(st.dialector(), 2)
-		var logs bytes.Buffer
-		s := newServiceAt(t, WithDialector(d), WithTable(st.table), WithLogger(slog.New(slog.NewJSONHandler(&syncWriter{w: &logs}, nil))))
+		logs := &logBuffer{}
+		s := newServiceAt(t, WithDialector(d), WithTable(st.table), WithLogger(logs.jsonLogger()))
 		for i := 1; i <= 2; i++ {
 			_, err := s.Count(ctx, Filter{})
 			require.ErrorIs(t, err, errInjectedOpen)
@@ -786,8 +786,8 @@ func TestShutdownDrainsEverything(t *testing.T) {
 func TestShutdownTimeoutLogsUncommitted(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *store) {
 		ctx := context.Background()
-		var logs bytes.Buffer
-		s := st.service(t, WithLogger(slog.New(slog.NewJSONHandler(&syncWriter{w: &logs}, nil))))
+		logs := &logBuffer{}
+		s := st.service(t, WithLogger(logs.jsonLogger()))
 		require.NoError(t, s.Record(ctx, sampleEntry(0)))
 		require.NoError(t, s.Flush(ctx))
 		release := st.holdWriteLock(t)
@@ -1218,10 +1218,10 @@ func TestIndexesServeFilters(t *testing.T) {
 func TestLibraryLogsOnlyThroughItsLogger(t *testing.T) {
 	// Capture the process's stdout and stderr around a failing open, which
 	// GORM would report on its default logger.
-	var logs bytes.Buffer
+	logs := &logBuffer{}
 	out := captureOutput(t, func() {
 		s, err := New(WithSQLite(filepath.Join(t.TempDir(), "missing", "a.db")),
-			WithLogger(slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))))
+			WithLogger(logs.logger()))
 		require.NoError(t, err)
 		_, err = s.Count(context.Background(), Filter{})
 		require.Error(t, err)
@@ -1252,25 +1252,6 @@ func captureOutput(t *testing.T, f func()) string {
 	os.Stdout, os.Stderr = stdout, stderr
 	require.NoError(t, w.Close())
 	return <-done
-}
-
-// syncWriter makes a writer safe for the concurrent use of a logger.
-type syncWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(p)
-}
-
-// String returns what was written so far.
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.String()
 }
 
 func discardLogger() *slog.Logger {

@@ -1,12 +1,15 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -139,4 +142,34 @@ func waitFor(tb testing.TB, within time.Duration, cond func() bool, msg string) 
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// logBuffer collects what a service logs. It is safe for the writer's
+// goroutine and the test's at once.
+type logBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// logger returns a text logger that writes to b.
+func (b *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, nil))
+}
+
+// jsonLogger returns a JSON logger that writes to b.
+func (b *logBuffer) jsonLogger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(b, nil))
 }

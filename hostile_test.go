@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -540,8 +539,7 @@ func TestHostLogLinesCannotBeForged(t *testing.T) {
 	for _, format := range []string{"json", "text"} {
 		t.Run(format, func(t *testing.T) {
 			ctx := context.Background()
-			var buf bytes.Buffer
-			w := &syncWriter{w: &buf}
+			w := &logBuffer{}
 			var h slog.Handler = slog.NewJSONHandler(w, nil)
 			if format == "text" {
 				h = slog.NewTextHandler(w, nil)
@@ -563,7 +561,7 @@ func TestHostLogLinesCannotBeForged(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), fmt.Sprintf("%d entries not committed", len(forged)))
 
-			out := buf.String()
+			out := w.String()
 			require.True(t, strings.HasSuffix(out, "\n"))
 			lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 			assert.Equal(t, int(records.Load()), len(lines), "one line per record: no injected line breaks\n%s", out)

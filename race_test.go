@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -82,28 +81,6 @@ func raceCtx(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	tb.Cleanup(cancel)
 	return ctx
-}
-
-// raceLogBuffer collects what a service logs, for a failure's message.
-type raceLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *raceLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *raceLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *raceLogBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(b, nil))
 }
 
 // raceEntry returns a valid entry of goroutine g's k-th Record: the actor
@@ -539,7 +516,7 @@ func TestRaceConcurrentShutdown(t *testing.T) {
 	t.Run("aborted", func(t *testing.T) {
 		const stuck = 10
 		path := tempDB(t)
-		var logBuf raceLogBuffer
+		var logBuf logBuffer
 		logger := slog.New(slog.NewJSONHandler(&logBuf, nil))
 		s := raceService(t, WithSQLite(path), WithLogger(logger))
 		require.NoError(t, s.Record(ctx, raceEntry(0, 0)))
@@ -955,7 +932,7 @@ func TestRaceTwoServicesOpenTogether(t *testing.T) {
 	for round := 0; round < rounds; round++ {
 		t.Run(fmt.Sprintf("round%d", round), func(t *testing.T) {
 			path := tempDB(t)
-			var logs [2]raceLogBuffer
+			var logs [2]logBuffer
 			svcs := [2]*AuditService{
 				raceService(t, WithSQLite(path), WithLogger(logs[0].logger())),
 				raceService(t, WithSQLite(path), WithLogger(logs[1].logger())),

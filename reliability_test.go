@@ -344,24 +344,6 @@ func relService(t *testing.T, opts ...Option) *AuditService {
 	return s
 }
 
-// relLogBuffer collects a service's log lines.
-type relLogBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *relLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *relLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // relLoad is relGoroutines goroutines recording into one service, each as
 // its own Actor with sequential RequestIDs, until stopped (or perG each).
 type relLoad struct {
@@ -655,7 +637,7 @@ func relFaultDiskFull(t *testing.T, mounted *bool) {
 	}
 	*mounted = true
 	path := filepath.Join(dir, "audit.db")
-	logs := &relLogBuffer{}
+	logs := &logBuffer{}
 	// A small queue: what is queued during the fault must fit on the
 	// filesystem once it is freed.
 	s := relService(t, WithSQLite(path), WithQueueSize(256), WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
@@ -723,7 +705,7 @@ func relFaultDiskFullInjected(t *testing.T) {
 	relRegisterFullDriver()
 	t.Cleanup(func() { relFull.Store(false) })
 	dsn, _ := sqliteDSN(tempDB(t))
-	logs := &relLogBuffer{}
+	logs := &logBuffer{}
 	s := relService(t, WithDialector(sqlite.New(sqlite.Config{DriverName: "rel-sqlite3-full", DSN: dsn})),
 		WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	l := relStartLoad(t, s, "disk-full-injected", false, 0)

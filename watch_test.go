@@ -1,10 +1,8 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,12 +14,12 @@ import (
 
 // watchedService records n entries into a new file and returns the service,
 // the file's path, the head it had then, and the service's log.
-func watchedService(t *testing.T, n int) (*AuditService, string, VerifyReport, *syncWriter) {
+func watchedService(t *testing.T, n int) (*AuditService, string, VerifyReport, *logBuffer) {
 	t.Helper()
 	ctx := context.Background()
 	path := tempDB(t)
-	logs := &syncWriter{w: new(bytes.Buffer)}
-	s := newServiceAt(t, WithSQLite(path), WithLogger(slog.New(slog.NewJSONHandler(logs, nil))))
+	logs := &logBuffer{}
+	s := newServiceAt(t, WithSQLite(path), WithLogger(logs.jsonLogger()))
 	for i := 0; i < n; i++ {
 		require.NoError(t, s.Record(ctx, sampleEntry(i)))
 	}
