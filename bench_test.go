@@ -2,14 +2,11 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"gorm.io/gorm"
-	gormlogger "gorm.io/gorm/logger"
 )
 
 // The ingest benchmarks measure entries per second end to end, each beside
@@ -42,24 +39,7 @@ func BenchmarkNaiveGormCreate(b *testing.B) {
 	for _, be := range backends {
 		for _, callers := range []int{16, 64} {
 			b.Run(be.name+"/"+callersName(callers), func(b *testing.B) {
-				st := be.fresh(b)
-				db, err := gorm.Open(st.dialector(), &gorm.Config{Logger: gormlogger.Discard})
-				require.NoError(b, err)
-				defer closeGorm(db)
-				table := st.table + "_naive"
-				b.Cleanup(func() { _, _ = st.raw.Exec("DROP TABLE IF EXISTS " + quote(table)) })
-				require.NoError(b, db.Table(table).AutoMigrate(&naiveRow{}))
-				ns := runCallers(b, callers, func(i int) error {
-					e := sampleEntry(i)
-					details, err := json.Marshal(e.Details)
-					if err != nil {
-						return err
-					}
-					return db.Table(table).Create(&naiveRow{
-						Time: e.Time.UTC().Format(timeLayout), EventType: e.EventType, Actor: e.Actor,
-						Resource: e.Resource, Outcome: e.Outcome, RequestID: e.RequestID, Details: string(details),
-					}).Error
-				}, nil)
+				ns := perfNaiveCreate(b, be, callers)
 				naiveNsPerEntry.Store(be.name+"/"+callersName(callers), ns)
 			})
 		}

@@ -2,13 +2,11 @@ package audit
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"hash"
 )
 
 // VerifyReport describes a chain that Verify checked.
@@ -19,44 +17,79 @@ type VerifyReport struct {
 	Head    string // Hash of the last entry: publish it elsewhere to anchor the log
 }
 
-// hasher computes entry hashes: SHA-256, or HMAC-SHA256 under a key.
+// hasher computes entry hashes: SHA-256, or HMAC-SHA256 under a key. It
+// holds nothing but the key, so the writer and Verify use it concurrently.
 type hasher struct {
 	key []byte
 }
+
+// hashBuf is the room for a typical entry's encoding on the stack: hash
+// allocates only the hex text it returns, unless the entry is bigger.
+const hashBuf = 1024
 
 // hash returns the lowercase hex hash of r linked to prev. The encoding is
 // unambiguous: a version tag, then every field as its length (uvarint) and
 // its bytes, in a fixed order, with Details marked present or absent. It
 // covers the exact stored bytes: the time text and the Details JSON as
 // written.
+//
+// It runs once per entry on the writer's goroutine, so it builds the whole
+// message in one buffer and hashes it in one call, with no hash.Hash to
+// allocate; under a key it computes HMAC (RFC 2104) from the same two
+// SHA-256 calls that crypto/hmac makes.
 func (h hasher) hash(prev string, r *record) string {
-	var m hash.Hash
+	var stack [sha256.BlockSize + hashBuf]byte
+	b := stack[:0]
 	if h.key != nil {
-		m = hmac.New(sha256.New, h.key)
-	} else {
-		m = sha256.New()
+		b = hmacPad(b, h.key, 0x36)
 	}
-	var buf [binary.MaxVarintLen64]byte
-	field := func(s string) {
-		m.Write(buf[:binary.PutUvarint(buf[:], uint64(len(s)))])
-		m.Write([]byte(s))
-	}
-	m.Write([]byte("audit.v1\x00"))
-	field(prev)
-	field(r.time)
-	field(r.eventType)
-	field(r.actor)
-	field(r.resource)
-	field(r.outcome)
-	field(r.requestID)
+	b = append(b, "audit.v1\x00"...)
+	b = appendField(b, prev)
+	b = appendField(b, r.time)
+	b = appendField(b, r.eventType)
+	b = appendField(b, r.actor)
+	b = appendField(b, r.resource)
+	b = appendField(b, r.outcome)
+	b = appendField(b, r.requestID)
 	if r.details == nil {
-		m.Write([]byte{0})
+		b = append(b, 0)
 	} else {
-		m.Write([]byte{1})
-		field(string(r.details))
+		b = append(b, 1)
+		b = appendField(b, r.details)
 	}
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(m.Sum(sum[:0]))
+	sum := sha256.Sum256(b)
+	if h.key != nil {
+		var outer [sha256.BlockSize + sha256.Size]byte
+		hmacPad(outer[:0], h.key, 0x5c)
+		copy(outer[sha256.BlockSize:], sum[:])
+		sum = sha256.Sum256(outer[:])
+	}
+	var text [2 * sha256.Size]byte
+	hex.Encode(text[:], sum[:])
+	return string(text[:])
+}
+
+// appendField appends s to b as its length (uvarint) and its bytes.
+func appendField[T string | []byte](b []byte, s T) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// hmacPad appends HMAC's block-sized key, XORed with pad: the key,
+// hashed first if it is longer than a block, padded with zeros.
+func hmacPad(b, key []byte, pad byte) []byte {
+	if len(key) > sha256.BlockSize {
+		sum := sha256.Sum256(key)
+		key = sum[:]
+	}
+	for i := range sha256.BlockSize {
+		k := byte(0)
+		if i < len(key) {
+			k = key[i]
+		}
+		b = append(b, k^pad)
+	}
+	return b
 }
 
 // verifyPage is how many entries Verify reads per query.

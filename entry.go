@@ -85,7 +85,7 @@ func (s *AuditService) newRecord(e *Entry) (*record, error) {
 		return nil, err
 	}
 	return &record{
-		time:      t.Format(timeLayout),
+		time:      timeText(t),
 		eventType: e.EventType,
 		actor:     e.Actor,
 		resource:  e.Resource,
@@ -93,6 +93,38 @@ func (s *AuditService) newRecord(e *Entry) (*record, error) {
 		requestID: e.RequestID,
 		details:   details,
 	}, nil
+}
+
+// timeText returns t, in UTC and years 1 through 9999, as
+// t.Format(timeLayout) does, without interpreting the layout on every
+// Record.
+func timeText(t time.Time) string {
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	var b [len(timeLayout)]byte
+	putDigits(b[0:4], year)
+	b[4] = '-'
+	putDigits(b[5:7], int(month))
+	b[7] = '-'
+	putDigits(b[8:10], day)
+	b[10] = 'T'
+	putDigits(b[11:13], hour)
+	b[13] = ':'
+	putDigits(b[14:16], minute)
+	b[16] = ':'
+	putDigits(b[17:19], sec)
+	b[19] = '.'
+	putDigits(b[20:29], t.Nanosecond())
+	b[29] = 'Z'
+	return string(b[:])
+}
+
+// putDigits writes n, zero-padded, into all of b.
+func putDigits(b []byte, n int) {
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
 }
 
 func checkString(field, v string, max int, required bool) error {
@@ -121,8 +153,12 @@ func (s *AuditService) marshalDetails(d map[string]any) ([]byte, error) {
 	if len(b) > maxDetailsJSON {
 		return nil, fmt.Errorf("%w: Details are %d bytes of JSON, more than %d", ErrInvalidEntry, len(b), maxDetailsJSON)
 	}
-	if depth := jsonDepth(b); depth > maxDetailsDepth {
-		return nil, fmt.Errorf("%w: Details nest %d levels deep, more than %d", ErrInvalidEntry, depth, maxDetailsDepth)
+	// Every level of nesting takes two bytes: shorter JSON cannot nest
+	// too deep, and is not scanned.
+	if len(b) > 2*maxDetailsDepth {
+		if depth := jsonDepth(b); depth > maxDetailsDepth {
+			return nil, fmt.Errorf("%w: Details nest %d levels deep, more than %d", ErrInvalidEntry, depth, maxDetailsDepth)
+		}
 	}
 	if s.cfg.redactKey != nil {
 		if b, err = redact(b, s.cfg.redactKey, s.cfg.redactKeys); err != nil {
