@@ -1,0 +1,115 @@
+package main
+
+import (
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// sampleOutput is go test output of the suite, as runSuite collects it.
+const sampleOutput = `goos: linux
+goarch: amd64
+pkg: github.com/cleveragents/audit
+cpu: Intel(R) Xeon(R) Processor
+BenchmarkIngest/raw_sql-2         	  263278	     16000 ns/op	     62500 entries/s
+BenchmarkIngest/naive/callers=16-2         	    3753	   1071372 ns/op	       933.4 entries/s
+BenchmarkIngest/async/callers=16-2         	  175305	     20000 ns/op	     50000 entries/s	        53.57 x-naive	         0.8000 x-raw
+BenchmarkIngest/writer_only-2          	  150000	     17000 ns/op	     58824 entries/s	         0.9412 x-raw
+BenchmarkIngest/naive/callers=64-2         	    2257	   1384132 ns/op	       722.5 entries/s
+BenchmarkIngest/sync/callers=64-2          	   50521	    101774 ns/op	      9826 entries/s	        13.60 x-naive
+BenchmarkRecordCall/marshal+send-2         	  666206	      1744 ns/op	    573259 calls/s	     168 B/op	       6 allocs/op
+BenchmarkRecordCall/record-2               	  439677	      2633 ns/op	    379798 calls/s	         1.527 cost-x-base	     328 B/op	       8 allocs/op
+BenchmarkRecordCall/marshal+send/parallel-2         	 1000000	      1261 ns/op	    792817 calls/s	     168 B/op	       6 allocs/op
+BenchmarkRecordCall/record/parallel-2               	 1007234	      1205 ns/op	    830146 calls/s	         0.9758 cost-x-base	     328 B/op	       8 allocs/op
+BenchmarkQuery/get/sql-2         	   35086	     36555 ns/op	     27356 ops/s	    3230 B/op	      88 allocs/op
+BenchmarkQuery/get/audit-2       	   33484	     33841 ns/op	         0.9257 cost-x-sql	     29550 ops/s	    3167 B/op	      88 allocs/op
+BenchmarkQuery/list/sql-2        	     543	   2392576 ns/op	       418.0 ops/s	  233073 B/op	    4457 allocs/op
+BenchmarkQuery/list/audit-2      	     492	   2314651 ns/op	         0.9674 cost-x-sql	       432.0 ops/s	  203150 B/op	    4559 allocs/op
+BenchmarkQuery/count/sql-2       	     441	   2497549 ns/op	       400.4 ops/s	     680 B/op	      17 allocs/op
+BenchmarkQuery/count/audit-2     	     348	   4000000 ns/op	         1.602 cost-x-sql	       250 ops/s	     808 B/op	      22 allocs/op
+PASS
+ok  	github.com/cleveragents/audit	32.224s
+BenchmarkPruneStall-2   	       1	7374000000 ns/op	       191.8 max-stall-ms	       191.8 p99-stall-ms	         4.646 quiet-max-ms	         3.610 quiet-p99-ms	     13561 pruned/s	        68.00 records-during
+PASS
+=== RUN   TestPerfRefusedRecordsHeap
+    perf_test.go:889: heap-growth-MiB -0.03 (HeapAlloc 1760008 -> 1731920 bytes over 1000000 refused Records)
+--- PASS: TestPerfRefusedRecordsHeap (3.41s)
+PASS
+`
+
+func TestParseAndEvaluate(t *testing.T) {
+	res := parse(sampleOutput)
+	if got := res.bench["BenchmarkIngest/async/callers=16"]["x-raw"]; got != 0.8 {
+		t.Fatalf("x-raw of async = %v, want 0.8", got)
+	}
+	if got := res.bench["BenchmarkRecordCall/marshal+send/parallel"]["ns/op"]; got != 1261 {
+		t.Fatalf("ns/op of the parallel baseline = %v, want 1261", got)
+	}
+	if got := res.logged["heap-growth-MiB"]; got != -0.03 {
+		t.Fatalf("heap growth = %v, want -0.03", got)
+	}
+	rows := evaluate(res)
+	want := map[string]bool{ // goal -> met
+		"Async ingest vs raw SQL":         true, // exactly 0.8
+		"Writer alone vs raw SQL":         true, // context, no goal
+		"Async ingest vs naive Create":    true,
+		"Sync ingest, 64 callers":         true,
+		"Record call":                     true,
+		"Record call, parallel":           true,
+		"Get, 1M entries":                 true,
+		"List, 1M entries":                true,
+		"Count, 1M entries":               false, // 1.6×
+		"Heap growth, 1M refused Records": true,
+		"Writer stall during Prune":       true,
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("%d rows, want %d", len(rows), len(want))
+	}
+	for _, r := range rows {
+		if !r.measured {
+			t.Errorf("%s: not measured", r.short)
+		}
+		if met, ok := want[r.short]; !ok || met != r.met {
+			t.Errorf("%s: met = %v, want %v (ratio %.3f)", r.short, r.met, met, r.ratio)
+		}
+	}
+	table := markdownTable(rows)
+	for _, s := range []string{"| 0.80× | ≥ 0.8× | ✓ |", "| 1.60× | ≤ 1.5× | ✗ |", "50,000 entries/s", "192 ms", "| 0.94× | — | |"} {
+		if !strings.Contains(table, s) {
+			t.Errorf("table lacks %q:\n%s", s, table)
+		}
+	}
+}
+
+func TestMissingMeasurementIsReported(t *testing.T) {
+	rows := evaluate(parse("BenchmarkIngest/raw_sql-2  10  16000 ns/op\n"))
+	for _, r := range rows {
+		if r.measured {
+			t.Errorf("%s: measured from nothing", r.short)
+		}
+	}
+	if table := markdownTable(rows); !strings.Contains(table, "| ? |") {
+		t.Errorf("table does not flag the missing figures:\n%s", table)
+	}
+}
+
+func TestRenderChart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "benchmarks.png")
+	if err := renderChart(path, evaluate(parse(sampleOutput))); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() < 1000 || b.Dy() < 500 {
+		t.Errorf("chart is %v, too small to read", b)
+	}
+}
