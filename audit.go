@@ -38,7 +38,6 @@ type AuditService struct {
 	// Lock order: useMu, then openMu.
 	useMu       sync.RWMutex
 	sendersDone chan struct{} // closed once closed is set and senders is zero
-	closing     atomic.Bool   // Shutdown has begun: the query methods refuse
 
 	writeMu sync.Mutex // serialises this service's write transactions (the writer's batches and Prune's chunks)
 
@@ -199,7 +198,7 @@ func (s *AuditService) enqueue(ctx context.Context, it item, failFast bool) erro
 // ctx ends first it returns ctx's error, wrapping the writer's last write
 // error if it has one. After Shutdown has begun it returns ErrClosed.
 func (s *AuditService) Flush(ctx context.Context) error {
-	if s.closing.Load() {
+	if s.isClosed() {
 		return fmt.Errorf("audit: flush: %w", ErrClosed)
 	}
 	if s.queued.Load() == 0 {
@@ -243,7 +242,6 @@ func (s *AuditService) Close() error {
 }
 
 func (s *AuditService) shutdown(ctx context.Context) error {
-	s.closing.Store(true)
 	s.sendMu.Lock()
 	s.closed = true
 	s.sendMu.Unlock()
@@ -311,15 +309,19 @@ func (s *AuditService) Stats() Stats {
 	}
 }
 
+// isClosed reports whether Shutdown has begun.
+func (s *AuditService) isClosed() bool {
+	s.sendMu.RLock()
+	defer s.sendMu.RUnlock()
+	return s.closed
+}
+
 // ready returns the session for a query method, or ErrClosed. The call
 // read-holds useMu from before its check of closed until done, so that
 // Shutdown waits for it before closing the database under it.
 func (s *AuditService) ready(ctx context.Context, op string) (sess *session, done func(), err error) {
 	s.useMu.RLock()
-	s.sendMu.RLock()
-	closed := s.closed
-	s.sendMu.RUnlock()
-	if closed {
+	if s.isClosed() {
 		s.useMu.RUnlock()
 		return nil, nil, fmt.Errorf("audit: %s: %w", op, ErrClosed)
 	}

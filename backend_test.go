@@ -116,27 +116,17 @@ func (st *store) sql(query string) string {
 // (BEGIN IMMEDIATE), or PostgreSQL's lock on the chain head row.
 func (st *store) holdWriteLock(tb testing.TB) (release func()) {
 	tb.Helper()
+	if st.kind == "sqlite" {
+		return holdWriteLock(tb, st.path)
+	}
 	ctx := context.Background()
 	conn, err := st.raw.Conn(ctx)
 	require.NoError(tb, err)
-	if st.kind == "sqlite" {
-		_, err = conn.ExecContext(ctx, "BEGIN IMMEDIATE")
-	} else {
-		_, err = conn.ExecContext(ctx, "BEGIN")
-		require.NoError(tb, err)
-		_, err = conn.ExecContext(ctx, "SELECT 1 FROM "+chainTable+" WHERE table_name = $1 FOR UPDATE", st.table)
-	}
+	_, err = conn.ExecContext(ctx, "BEGIN")
 	require.NoError(tb, err)
-	var done atomic.Bool
-	release = func() {
-		if done.CompareAndSwap(false, true) {
-			_, err := conn.ExecContext(ctx, "ROLLBACK")
-			require.NoError(tb, err)
-			require.NoError(tb, conn.Close())
-		}
-	}
-	tb.Cleanup(release)
-	return release
+	_, err = conn.ExecContext(ctx, "SELECT 1 FROM "+chainTable+" WHERE table_name = $1 FOR UPDATE", st.table)
+	require.NoError(tb, err)
+	return holdConn(tb, conn)
 }
 
 func freshSQLite(tb testing.TB) *store {

@@ -226,7 +226,7 @@ func TestBatchShutdownWaitsForTransactionInFlight(t *testing.T) {
 		defer cancel()
 		done := make(chan error, 1)
 		go func() { done <- s.Shutdown(sctx) }()
-		waitFor(t, 10*time.Second, s.closing.Load, "Shutdown to begin")
+		waitFor(t, 10*time.Second, s.isClosed, "Shutdown to begin")
 
 		require.ErrorIs(t, s.Record(ctx, sampleEntry(n)), ErrClosed, "Shutdown has begun")
 		// Shutdown has not returned: nothing is committed while the lock is held.

@@ -125,15 +125,13 @@ func (s *AuditService) Verify(ctx context.Context) (VerifyReport, error) {
 }
 
 func (s *AuditService) verify(ctx context.Context, sess *session, tx *sql.Tx) (VerifyReport, error) {
-	var (
-		rep                VerifyReport
-		lastID, prunedID   int64
-		lastHash, prevHash string
-	)
-	if err := tx.QueryRowContext(ctx, sess.q.chainState, sess.q.key).Scan(&lastID, &lastHash, &prunedID, &prevHash); err != nil {
-		return rep, fmt.Errorf("read chain head: %w", err)
+	var rep VerifyReport
+	head, err := readHead(ctx, tx, sess)
+	if err != nil {
+		return rep, err
 	}
-	wantID := prunedID + 1
+	lastID, lastHash := head.lastID, head.lastHash
+	wantID, prevHash := head.prunedID+1, head.prunedHash
 	tampered := func(id int64, why string) error {
 		return fmt.Errorf("%w at ID %d: %s", ErrTampered, id, why)
 	}
@@ -145,10 +143,8 @@ func (s *AuditService) verify(ctx context.Context, sess *session, tx *sql.Tx) (V
 		n := 0
 		for rows.Next() {
 			n++
-			var id int64
-			var r record
-			var prev, stored string
-			if err := rows.Scan(&id, &r.time, &r.eventType, &r.actor, &r.resource, &r.outcome, &r.requestID, &r.details, &prev, &stored); err != nil {
+			id, r, prev, stored, err := scanRow(rows)
+			if err != nil {
 				rows.Close()
 				return rep, err
 			}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"gorm.io/driver/sqlite"
@@ -86,18 +87,44 @@ func rawDB(tb testing.TB, path string) *sql.DB {
 // connection and returns the function that releases it.
 func holdWriteLock(tb testing.TB, path string) (release func()) {
 	tb.Helper()
-	db := rawDB(tb, path)
-	conn, err := db.Conn(context.Background())
+	conn, err := rawDB(tb, path).Conn(context.Background())
 	require.NoError(tb, err)
-	_, err = conn.ExecContext(context.Background(), "BEGIN IMMEDIATE")
-	require.NoError(tb, err)
-	var done atomic.Bool
-	release = func() {
-		if done.CompareAndSwap(false, true) {
-			_, err := conn.ExecContext(context.Background(), "ROLLBACK")
-			require.NoError(tb, err)
-			require.NoError(tb, conn.Close())
+	_, err = takeWriteLock(context.Background(), conn)
+	require.NoError(tb, err, "take the write lock")
+	return holdConn(tb, conn)
+}
+
+// takeWriteLock takes SQLite's write lock (BEGIN IMMEDIATE) on conn,
+// trying again at once while it is busy, for up to a minute. A busy
+// timeout would not do against a writer that commits batch after batch:
+// SQLite's busy handler sleeps between its tries and nearly always wakes
+// while the writer holds the lock again, so a second connection can starve
+// for longer than its timeout. Trying without sleeping catches the gap
+// between two of the writer's transactions.
+func takeWriteLock(ctx context.Context, conn *sql.Conn) (waited time.Duration, err error) {
+	began := time.Now()
+	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
+		return 0, err
+	}
+	for {
+		_, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE")
+		if err == nil || !isBusy(err) || time.Since(began) > time.Minute {
+			return time.Since(began), err
 		}
+	}
+}
+
+// holdConn returns the function that ends the transaction conn holds open
+// (and so its locks) and closes conn; it runs at most once, and at the
+// test's end if the test does not call it.
+func holdConn(tb testing.TB, conn *sql.Conn) (release func()) {
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			_, err := conn.ExecContext(context.Background(), "ROLLBACK")
+			assert.NoError(tb, err)
+			assert.NoError(tb, conn.Close())
+		})
 	}
 	tb.Cleanup(release)
 	return release

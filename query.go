@@ -54,6 +54,7 @@ type queries struct {
 	pruneDel   string   // arg: last id
 	checkpoint string   // args: pruned_id, pruned_hash, table name
 	chainState string   // arg: table name
+	resetHead  string   // args: last_id, last_hash, pruned_id, pruned_hash, table name
 	verifyScan string   // args: after id, limit
 	objects    []string // the tables and indexes the schema creates
 	objCount   string   // args: objects; counts those that exist
@@ -131,6 +132,8 @@ func newQueries(d dialect, table string) queries {
 	q.pruneDel = `DELETE FROM ` + t + ` WHERE id <= ` + d.ph(1)
 	q.checkpoint = `UPDATE ` + chainTable + ` SET pruned_id = ` + d.ph(1) + `, pruned_hash = ` + d.ph(2) + ` WHERE table_name = ` + d.ph(3)
 	q.chainState = `SELECT last_id, last_hash, pruned_id, pruned_hash FROM ` + chainTable + ` WHERE table_name = ` + d.ph(1)
+	q.resetHead = `UPDATE ` + chainTable + ` SET last_id = ` + d.ph(1) + `, last_hash = ` + d.ph(2) +
+		`, pruned_id = ` + d.ph(3) + `, pruned_hash = ` + d.ph(4) + ` WHERE table_name = ` + d.ph(5)
 	q.verifyScan = `SELECT ` + columns + ` FROM ` + t + ` WHERE id > ` + d.ph(1) + ` ORDER BY id LIMIT ` + d.ph(2)
 	return q
 }
@@ -304,15 +307,17 @@ func (q *queries) where(f *Filter) (string, []any) {
 
 // scanEntry reads one row of columns.
 func scanEntry(rows *sql.Rows) (Entry, error) {
-	var (
-		id             int64
-		r              record
-		prevHash, hash string
-	)
-	if err := rows.Scan(&id, &r.time, &r.eventType, &r.actor, &r.resource, &r.outcome, &r.requestID, &r.details, &prevHash, &hash); err != nil {
+	id, r, prevHash, hash, err := scanRow(rows)
+	if err != nil {
 		return Entry{}, err
 	}
 	return r.entry(id, prevHash, hash)
+}
+
+// scanRow reads one row of columns as stored: Verify hashes these bytes.
+func scanRow(rows *sql.Rows) (id int64, r record, prevHash, hash string, err error) {
+	err = rows.Scan(&id, &r.time, &r.eventType, &r.actor, &r.resource, &r.outcome, &r.requestID, &r.details, &prevHash, &hash)
+	return id, r, prevHash, hash, err
 }
 
 // insertBatch writes recs in one transaction: it reads the chain head,

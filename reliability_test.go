@@ -485,49 +485,6 @@ func relWaitWritten(t *testing.T, s *AuditService, n uint64, within time.Duratio
 	waitFor(t, within, func() bool { return s.Stats().Written >= from+n }, msg)
 }
 
-// relTakeWriteLock takes SQLite's write lock (BEGIN IMMEDIATE) on conn,
-// trying again at once while it is busy, for up to a minute. A busy
-// timeout would not do against a writer that commits batch after batch:
-// SQLite's busy handler sleeps between its tries and nearly always wakes
-// while the writer holds the lock again, so a second connection can starve
-// for longer than its timeout. Trying without sleeping catches the gap
-// between two of the writer's transactions.
-func relTakeWriteLock(ctx context.Context, conn *sql.Conn) (waited time.Duration, err error) {
-	began := time.Now()
-	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
-		return 0, err
-	}
-	for {
-		_, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE")
-		if err == nil || !isBusy(err) || time.Since(began) > time.Minute {
-			return time.Since(began), err
-		}
-	}
-}
-
-// relHoldWriteLock takes the write lock on the SQLite file at path through
-// a second connection, like holdWriteLock but without starving (see
-// relTakeWriteLock), and returns the function that releases it.
-func relHoldWriteLock(t *testing.T, path string) (release func()) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := rawDB(t, path).Conn(ctx)
-	require.NoError(t, err)
-	waited, err := relTakeWriteLock(ctx, conn)
-	require.NoError(t, err, "take the write lock")
-	t.Logf("took the write lock in %v", waited.Round(time.Microsecond))
-	var once sync.Once
-	release = func() {
-		once.Do(func() {
-			_, err := conn.ExecContext(ctx, "ROLLBACK")
-			assert.NoError(t, err)
-			assert.NoError(t, conn.Close())
-		})
-	}
-	t.Cleanup(release)
-	return release
-}
-
 // relNoTmpfsEnv, set to 1, makes the disk-full test behave as if mounting
 // were not permitted (to exercise the injected SQLITE_FULL as root).
 const relNoTmpfsEnv = "AUDIT_TEST_NO_TMPFS"
@@ -604,7 +561,7 @@ func relFaultBusy(t *testing.T, syncMode bool) {
 	relWaitWritten(t, s, 200, 30*time.Second, "the first commits")
 
 	before := s.Stats()
-	release := relHoldWriteLock(t, path)
+	release := holdWriteLock(t, path)
 	// The fault's length. Written is read a second in: a commit that ended
 	// just before the lock was taken may be counted a moment after.
 	<-time.After(time.Second)
@@ -762,7 +719,7 @@ func relFaultCtxCancelled(t *testing.T) {
 	opening := Entry{EventType: "rel.open", Actor: "ctx-opening", RequestID: "ctx-opening"}
 	require.NoError(t, s.Record(ctx, opening), "opens the database and creates the schema")
 
-	release := relHoldWriteLock(t, path)
+	release := holdWriteLock(t, path)
 	special := Entry{EventType: "rel.cancelled", Actor: "ctx-special", RequestID: "ctx-special"}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -815,7 +772,7 @@ func relChaos(rng *rand.Rand, raw *sql.DB, loadDone <-chan struct{}, st *relChao
 	// inTx runs stmts as one write transaction, or (none) just holds the
 	// write lock for hold.
 	inTx := func(hold time.Duration, stmts ...string) error {
-		if _, err := relTakeWriteLock(ctx, conn); err != nil {
+		if _, err := takeWriteLock(ctx, conn); err != nil {
 			return fmt.Errorf("take the write lock: %w", err)
 		}
 		for _, stmt := range stmts {

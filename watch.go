@@ -58,7 +58,7 @@ func (s *AuditService) checkFile(ctx context.Context, sess *session) bool {
 		return true // retired already
 	}
 	s.failures.Add(1)
-	head, err := s.readHead(ctx, sess)
+	head, err := readHead(ctx, sess.sqlDB, sess)
 	if err != nil {
 		s.log.Error("audit: the database file was deleted or replaced, and its chain head cannot be read: the new file starts a new chain",
 			"path", sess.path, "err", err)
@@ -91,11 +91,14 @@ func (s *AuditService) checkFile(ctx context.Context, sess *session) bool {
 	return true
 }
 
-// readHead reads the chain state of the service's table.
-func (s *AuditService) readHead(ctx context.Context, sess *session) (chainHead, error) {
+// readHead reads the chain state of the session's table, through q: the
+// pool, or a transaction that needs it consistent with what it reads next.
+func readHead(ctx context.Context, q execer, sess *session) (chainHead, error) {
 	var h chainHead
-	err := sess.sqlDB.QueryRowContext(ctx, sess.q.chainState, sess.q.key).Scan(&h.lastID, &h.lastHash, &h.prunedID, &h.prunedHash)
-	return h, err
+	if err := q.QueryRowContext(ctx, sess.q.chainState, sess.q.key).Scan(&h.lastID, &h.lastHash, &h.prunedID, &h.prunedHash); err != nil {
+		return h, fmt.Errorf("read chain head: %w", err)
+	}
+	return h, nil
 }
 
 // errForeignLog is why the service will not write to a file that replaced
@@ -108,15 +111,13 @@ var errForeignLog = errors.New("the file at the path holds another log, which do
 // got there first) is left as it is; any other is refused.
 func (s *AuditService) continueChain(ctx context.Context, sess *session, carry *chainHead) error {
 	return s.writeTx(ctx, sess, func(tx execer) error {
-		var h chainHead
-		if err := tx.QueryRowContext(ctx, sess.q.chainState, sess.q.key).Scan(&h.lastID, &h.lastHash, &h.prunedID, &h.prunedHash); err != nil {
-			return fmt.Errorf("read chain head: %w", err)
+		h, err := readHead(ctx, tx, sess)
+		if err != nil {
+			return err
 		}
 		switch {
 		case h.lastID == 0 && h.prunedID == 0:
-			_, err := tx.ExecContext(ctx, `UPDATE `+chainTable+` SET last_id = `+sess.d.ph(1)+`, last_hash = `+sess.d.ph(2)+
-				`, pruned_id = `+sess.d.ph(3)+`, pruned_hash = `+sess.d.ph(4)+` WHERE table_name = `+sess.d.ph(5),
-				carry.lastID, carry.lastHash, carry.lastID, carry.lastHash, sess.q.key)
+			_, err := tx.ExecContext(ctx, sess.q.resetHead, carry.lastID, carry.lastHash, carry.lastID, carry.lastHash, sess.q.key)
 			return err
 		case h.lastID == carry.lastID && h.lastHash == carry.lastHash,
 			h.prunedID == carry.lastID && h.prunedHash == carry.lastHash:

@@ -37,6 +37,8 @@ func (s *AuditService) runWriter() {
 		var ok bool
 		batch, ok = s.nextBatch(batch[:0], watch.C)
 		if !ok {
+			// Shutdown: after a full drain there is nothing left, and
+			// abandon only returns; after an abort it logs what is left.
 			s.abandon(batch)
 			return
 		}
