@@ -28,9 +28,9 @@ type Entry struct {
 
 // Limits of validation.
 const (
-	maxShortField  = 256   // EventType, Actor, Outcome, RequestID, in bytes
-	maxResource    = 1024  // Resource, in bytes
-	maxDetailsJSON = 65536 // json.Marshal(Details), in bytes
+	maxShortField  = MaxFieldLen
+	maxResource    = MaxResourceLen
+	maxDetailsJSON = MaxDetailsLen
 	// maxDetailsDepth bounds the nesting of Details. encoding/json refuses
 	// to decode deeper than 10000 levels, so a deeper value would be
 	// accepted and then unreadable; PostgreSQL's json parser has a lower
@@ -41,6 +41,18 @@ const (
 // timeLayout is fixed-width RFC 3339 in UTC with nine fractional digits: for
 // years 1 through 9999 its text sorts in time order and round-trips to the
 // nanosecond, which int64 Unix nanoseconds (years 1678 to 2262) cannot.
+// Limits of an [Entry]'s fields, in bytes, as Record enforces them.
+const (
+	MaxFieldLen    = 256   // EventType, Actor, Outcome and RequestID
+	MaxResourceLen = 1024  // Resource
+	MaxDetailsLen  = 65536 // json.Marshal(Details)
+)
+
+// RedactedPrefix begins every value that redaction replaced: the value
+// becomes RedactedPrefix followed by the hex HMAC-SHA256 of its canonical
+// JSON (see [WithRedactKeys]).
+const RedactedPrefix = "hmac-sha256:"
+
 const timeLayout = "2006-01-02T15:04:05.000000000Z"
 
 // record is an entry as validated and stored: the exact bytes that are
@@ -218,7 +230,7 @@ func redact(b, key []byte, keys map[string]bool) ([]byte, error) {
 					}
 					m := hmac.New(sha256.New, key)
 					m.Write(canon)
-					v[k] = "hmac-sha256:" + hex.EncodeToString(m.Sum(nil))
+					v[k] = RedactedPrefix + hex.EncodeToString(m.Sum(nil))
 					continue
 				}
 				y, err := walk(x)

@@ -22,9 +22,12 @@ const (
 // retentionInterval is how often WithRetention prunes after its first run.
 const retentionInterval = time.Minute
 
-// chainTable holds one row per audit table: the chain head and the prune
-// checkpoint. WithTable may not name it.
-const chainTable = "audit_chain_heads"
+// ChainTable is the table that holds one row per audit table: its chain
+// head and its prune checkpoint. [WithTable] may not name it, and adapters
+// that audit a database's tables never audit it.
+const ChainTable = "audit_chain_heads"
+
+const chainTable = ChainTable
 
 var tableNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 
