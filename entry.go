@@ -275,7 +275,7 @@ func (r *record) entry(id int64, prevHash, hash string) (Entry, error) {
 		Hash:      hash,
 	}
 	if len(r.details) > 0 {
-		if err := json.Unmarshal(r.details, &e.Details); err != nil {
+		if e.Details, err = decodeDetails(r.details); err != nil {
 			return Entry{}, fmt.Errorf("audit: entry %d: stored details: %w", id, err)
 		}
 	}
