@@ -61,8 +61,7 @@ func TestErrorsCarryThePrefixOnce(t *testing.T) {
 // (a panic inside database/sql once left an internal lock held).
 func TestNilContextIsAnError(t *testing.T) {
 	s, _ := newService(t)
-	//lint:ignore SA1012 the nil context is the input under test
-	var nilCtx context.Context //nolint:staticcheck
+	var nilCtx context.Context
 	calls := map[string]func() error{
 		"record":   func() error { return s.Record(nilCtx, sampleEntry(1)) },
 		"flush":    func() error { return s.Flush(nilCtx) },
