@@ -169,13 +169,13 @@ func (a *Auditor) Handler(next http.Handler) http.Handler {
 			}
 			// Not the request's cancellation: a client that hung up does
 			// not lose the entry.
-			rctx, cancel := context.WithoutCancel(ctx), context.CancelFunc(func() {})
+			rctx := context.WithoutCancel(ctx)
 			if a.cfg.failClosed {
+				var cancel context.CancelFunc
 				rctx, cancel = context.WithTimeout(rctx, a.cfg.failClosedTimeout)
+				defer cancel()
 			}
-			err := a.rec.Record(rctx, e)
-			cancel()
-			if err != nil {
+			if err := a.rec.Record(rctx, e); err != nil {
 				a.refused(e, err)
 			}
 		}()

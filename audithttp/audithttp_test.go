@@ -399,9 +399,14 @@ func TestStalledLog(t *testing.T) {
 		var logs testutil.LogBuffer
 		stalled := newAuditor(t, svc, audithttp.WithFailClosed(true), audithttp.WithFailClosedTimeout(small),
 			audithttp.WithLogger(logs.Logger()))
-		r := httptest.NewRequest(http.MethodPost, "/transfer", nil)
+		// A client that would wait a minute: the bound, not the client
+		// giving up, must end the wait.
+		client, cancel := context.WithTimeout(context.Background(), generous)
+		defer cancel()
+		r := httptest.NewRequestWithContext(client, http.MethodPost, "/transfer", nil)
 		r.Header.Set(audithttp.RequestIDHeader, "stalled-1")
 		w := serve(stalled.Handler(handler), r)
+		require.NoError(t, client.Err(), "refused at the bound, before the client gave up")
 		assert.Equal(t, http.StatusServiceUnavailable, w.Code)
 		assert.Zero(t, calls.Load(), "the handler must not run")
 		assert.Equal(t, uint64(1), stalled.Dropped())
@@ -445,9 +450,12 @@ func TestStalledLog(t *testing.T) {
 
 		// The writer holds one blocked batch and the queue one entry more:
 		// a few requests fill both, and the next is refused.
+		client, cancel := context.WithTimeout(context.Background(), generous)
+		defer cancel()
 		served := 0
 		for {
-			code := serve(h, httptest.NewRequest(http.MethodGet, "/", nil)).Code
+			code := serve(h, httptest.NewRequestWithContext(client, http.MethodGet, "/", nil)).Code
+			require.NoError(t, client.Err(), "answered at the bound, before the client gave up")
 			if code == http.StatusServiceUnavailable {
 				break
 			}

@@ -3,6 +3,7 @@ package audithttp
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"maps"
 	"net/http"
 	"strings"
 	"unicode/utf8"
@@ -19,8 +20,9 @@ const (
 	MaxQueryLen  = 4096 // Details "query"
 )
 
-// Truncated ends a value that was cut to its limit. An escaped path and a
-// method are ASCII, so in those it cannot be part of the value.
+// Truncated ends a value that was cut to its limit. An escaped path is
+// ASCII, and so is any method Go's server accepts, so in those it cannot be
+// part of the value; Details "truncated" is the mark for every field.
 const Truncated = "…"
 
 // maxRequestIDLen bounds an incoming X-Request-ID; a longer one is replaced.
@@ -59,7 +61,7 @@ func (f *fields) details() map[string]any {
 		d["query"] = f.query
 	}
 	if f.truncated != nil {
-		d["truncated"] = f.truncated
+		d["truncated"] = maps.Clone(f.truncated) // each entry its own: a Recorder may keep the map
 	}
 	return d
 }
