@@ -124,20 +124,8 @@ func (a *Auditor) Handler(next http.Handler) http.Handler {
 			RequestID: id,
 		}
 
-		if a.cfg.failClosed {
-			e := base
-			e.Outcome = OutcomeStarted
-			e.Details = f.details()
-			// The request's own ctx, bounded: wait only as long as the
-			// client does, and never longer than the bound.
-			rctx, cancel := context.WithTimeout(ctx, a.cfg.failClosedTimeout)
-			err := a.rec.Record(rctx, e)
-			cancel()
-			if err != nil {
-				a.refused(e, err)
-				http.Error(w, "audit log unavailable", http.StatusServiceUnavailable)
-				return
-			}
+		if a.cfg.failClosed && !a.started(ctx, w, base, f) {
+			return
 		}
 
 		rw := &responseWriter{ResponseWriter: w}
@@ -168,13 +156,9 @@ func (a *Auditor) Handler(next http.Handler) http.Handler {
 				e.Details["panic"] = true
 			}
 			// Not the request's cancellation: a client that hung up does
-			// not lose the entry.
-			rctx := context.WithoutCancel(ctx)
-			if a.cfg.failClosed {
-				var cancel context.CancelFunc
-				rctx, cancel = context.WithTimeout(rctx, a.cfg.failClosedTimeout)
-				defer cancel()
-			}
+			// not lose the entry. Fail-closed bounds the wait.
+			rctx, cancel := a.bounded(context.WithoutCancel(ctx))
+			defer cancel()
 			if err := a.rec.Record(rctx, e); err != nil {
 				a.refused(e, err)
 			}

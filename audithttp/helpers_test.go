@@ -79,3 +79,12 @@ func newClient(tb testing.TB) *http.Client {
 	tb.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr}
 }
+
+// fullQueue returns a service whose queue (of one) cannot drain: SQLite's
+// write lock is held by another connection until release is called.
+func fullQueue(t testing.TB) (svc *audit.AuditService, release func()) {
+	t.Helper()
+	svc, path := newService(t, audit.WithOverflow(audit.OverflowFail), audit.WithQueueSize(1))
+	warmUp(t, svc) // open the database and create the schema before taking the lock
+	return svc, testutil.HoldWriteLock(t, path)
+}

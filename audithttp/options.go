@@ -75,31 +75,3 @@ func WithLogger(l *slog.Logger) Option {
 		return nil
 	}
 }
-
-// WithFailClosed, when true, records an entry with Outcome "started"
-// before the next handler runs and answers 503 without running it when
-// that Record fails or does not return within the bound of
-// [WithFailClosedTimeout] (see the package doc). Defaults to false: a
-// failed Record is logged and counted, and the request is served.
-func WithFailClosed(failClosed bool) Option {
-	return func(c *config) error {
-		c.failClosed = failClosed
-		return nil
-	}
-}
-
-// WithFailClosedTimeout bounds how long a fail-closed request waits for
-// each of its two Records: the started entry's, after which the request is
-// answered 503 without running the handler, and the final entry's, after
-// which the response goes out and the entry is counted as dropped. It has
-// no effect without WithFailClosed(true). d must be positive. Defaults to
-// DefaultFailClosedTimeout (5 seconds).
-func WithFailClosedTimeout(d time.Duration) Option {
-	return func(c *config) error {
-		if d <= 0 {
-			return fmt.Errorf("audithttp: WithFailClosedTimeout: %v is not positive", d)
-		}
-		c.failClosedTimeout = d
-		return nil
-	}
-}
