@@ -70,7 +70,7 @@
 // middleware record an entry with Outcome "started" (Details as above but
 // status, duration_ms and bytes) before it calls the next handler, and
 // answer 503 Service Unavailable without calling it when that Record
-// fails; the entry of the finished request follows as usual, so such a
+// fails or has not returned within [WithFailClosedTimeout]'s bound; the entry of the finished request follows as usual, so such a
 // request has two entries with the same request ID.
 //
 // # When the log stalls
