@@ -35,6 +35,12 @@ type AuditService struct {
 	writerDone chan struct{}
 	lost       int64
 
+	// RecordTx (outbox.go): poke wakes the writer to look for committed
+	// outbox rows; usedOutbox is set once the service has outbox entries
+	// to care about, after which Flush always asks the writer.
+	poke       chan struct{}
+	usedOutbox atomic.Bool
+
 	// stopped is closed once the first Shutdown has done its work, and
 	// stopErr set before: every Shutdown call returns it.
 	stopped chan struct{}
@@ -80,8 +86,9 @@ func New(opts ...Option) (*AuditService, error) {
 		in:         newIntake(cfg.queueSize),
 		writerDone: make(chan struct{}),
 		stopped:    make(chan struct{}),
+		poke:       make(chan struct{}, 1),
 	}
-	s.st = store{cfg: &s.cfg, log: s.log, failures: &s.stats.failures}
+	s.st = store{cfg: &s.cfg, log: s.log, failures: &s.stats.failures, leftovers: s.pokeOutbox}
 	s.abort, s.cancel = context.WithCancelCause(context.Background())
 	go s.runWriter()
 	return s, nil
@@ -143,7 +150,7 @@ func (s *AuditService) Flush(ctx context.Context) error {
 	if s.in.isClosed() {
 		return opErr("flush", ErrClosed)
 	}
-	if s.stats.queued.Load() == 0 {
+	if s.stats.queued.Load() == 0 && !s.usedOutbox.Load() {
 		return nil // nothing accepted is uncommitted
 	}
 	barrier := item{done: make(chan error, 1)}

@@ -20,6 +20,7 @@ import (
 var sqliteDialect = dialect{
 	name: "sqlite",
 	ph:   func(int) string { return "?" },
+	serialKey: "INTEGER PRIMARY KEY AUTOINCREMENT",
 	// id is the rowid, which every index ends with already.
 	idType:   "INTEGER",
 	timeType: "TEXT",
