@@ -38,7 +38,7 @@ import (
 //
 //	go test -run '^$' -bench '^Benchmark(Ingest|RecordCall|Query)$' -benchtime 2s .
 //	go test -run '^$' -bench '^BenchmarkPruneStall$' -benchtime 1x .
-//	go run ./cmd/bench   # all of it, a table against the goals and docs/benchmarks.png
+//	go run ./tools/bench   # all of it, a table against the goals and docs/benchmarks.png
 //
 // Multiples named x-... are throughput (higher is better); cost-x-... are
 // time per call (lower is better). The suite runs on SQLite, the embedded
