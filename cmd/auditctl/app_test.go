@@ -2,9 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -68,4 +72,37 @@ func TestUsageErrors(t *testing.T) {
 		})
 	}
 	assert.Equal(t, 1, len(entries(t, path)), "prune --yes with a bad --before deletes nothing")
+}
+
+// TestOpenNonRegular: --db on a named pipe, a device or a socket is refused
+// at once, naming the path; opening a pipe would wait for a writer for
+// ever. The 20 s bound catches that hang; it is not a timing goal.
+func TestOpenNonRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.db")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	sock := filepath.Join(dir, "sock.db")
+	l, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	defer l.Close()
+	for _, tc := range []struct{ name, path, want string }{
+		{"a named pipe", fifo, "is a named pipe (FIFO), not a SQLite file"},
+		{"a character device", os.DevNull, "is a character device, not a SQLite file"},
+		{"a socket", sock, "is a socket, not a SQLite file"},
+	} {
+		for _, cmd := range []string{"list", "count", "verify", "export", "stats"} {
+			t.Run(tc.name+" "+cmd, func(t *testing.T) {
+				done := make(chan result, 1)
+				go func() { done <- runCtx(t, context.Background(), "", "--db", tc.path, cmd) }()
+				select {
+				case r := <-done:
+					require.Equal(t, exitUsage, r.code, r)
+					assert.Contains(t, r.stderr, "auditctl: database "+tc.path+" "+tc.want)
+					assert.Empty(t, r.stdout)
+				case <-time.After(20 * time.Second):
+					t.Fatalf("auditctl --db %s %s hangs", tc.path, cmd)
+				}
+			})
+		}
+	}
 }

@@ -134,3 +134,24 @@ func TestCount(t *testing.T) {
 		})
 	}
 }
+
+// TestListTerminalSafe: the table never prints a byte that a terminal acts
+// on, even from a row an intruder wrote with plain SQL (invalid UTF-8, a
+// lone 0x9b that some terminals read as CSI, DEL, C1).
+func TestListTerminalSafe(t *testing.T) {
+	p := makeDBWith(t, []audit.Entry{{Time: base, EventType: "x", Actor: "a"}, {Time: base, EventType: "y", Actor: "b"}})
+	execSQL(t, p,
+		`UPDATE audit_entries SET actor = CAST(X'9B324A' AS TEXT), resource = 'del'||char(127), outcome = char(155)||'1m' WHERE id = 1`,
+		`UPDATE audit_entries SET actor = 'bell'||char(7), resource = 'cr'||char(13)||'over', outcome = 'rlo'||char(8238) WHERE id = 2`,
+	)
+	r := runCLI(t, "", "--db", p, "list")
+	require.Equal(t, 0, r.code, r)
+	for i := 0; i < len(r.stdout); i++ {
+		if c := r.stdout[i]; c < 0x20 && c != '\n' || c == 0x7f || c == 0x9b {
+			t.Fatalf("byte %#x at %d in %q", c, i, r.stdout)
+		}
+	}
+	for _, want := range []string{`"\x9b2J"`, `"del\x7f"`, `"\u009b1m"`, `"bell\a"`, `"cr\rover"`, `"rlo\u202e"`} {
+		assert.Contains(t, r.stdout, want)
+	}
+}

@@ -21,7 +21,7 @@ func TestUnreadableEntries(t *testing.T) {
 	const n = 2500
 	path := makeDB(t, n)
 	execSQL(t, path,
-		`UPDATE audit_entries SET time = 'not a time' WHERE id = 1`, // the very first: not an open error
+		`UPDATE audit_entries SET time = 'not a time' WHERE id = 1`,  // the very first: not an open error
 		`UPDATE audit_entries SET details = '{"i":' WHERE id = 1500`, // in the middle of the second page
 		`UPDATE audit_entries SET time = '' WHERE id = 2500`,         // the last
 	)
