@@ -82,7 +82,7 @@ func (p *Plugin) lockSQLite(db *gorm.DB) {
 		return
 	}
 	var b strings.Builder
-	db.Dialector.QuoteTo(&b, db.Statement.Table)
+	db.Dialector.QuoteTo(&b, tableName(db.Statement))
 	_, _ = db.Statement.ConnPool.ExecContext(db.Statement.Context, "DELETE FROM "+b.String()+" WHERE 0")
 }
 
@@ -113,7 +113,7 @@ func (p *Plugin) wrapCreate(next func(*gorm.DB)) func(*gorm.DB) {
 			cols = conflictColumns(stmt, up)
 			var err error
 			if before, err = p.readByColumns(db, cols, p.structValues(db, rv)); err != nil {
-				db.AddError(fmt.Errorf("gormaudit: read %s before upsert: %w", stmt.Table, err))
+				db.AddError(fmt.Errorf("gormaudit: read %s before upsert: %w", tableName(stmt), err))
 				return
 			}
 		}
@@ -127,7 +127,7 @@ func (p *Plugin) wrapCreate(next func(*gorm.DB)) func(*gorm.DB) {
 		}
 		after, err := p.readByColumns(db, cols, structs)
 		if err != nil {
-			db.AddError(fmt.Errorf("gormaudit: read %s after create: %w", stmt.Table, err))
+			db.AddError(fmt.Errorf("gormaudit: read %s after create: %w", tableName(stmt), err))
 			return
 		}
 		var entries []audit.Entry
@@ -141,17 +141,17 @@ func (p *Plugin) wrapCreate(next func(*gorm.DB)) func(*gorm.DB) {
 					continue
 				}
 				if r, ok := p.structRow(db, v, true); ok {
-					entries = append(entries, p.entry(db, opCreate, r.resource(stmt.Table), map[string]any{"after": r.values}))
+					entries = append(entries, p.entry(db, opCreate, r.resource(tableName(stmt)), map[string]any{"after": r.values}))
 				}
 				continue
 			}
 			b, existed := before[k]
 			switch {
 			case !existed:
-				entries = append(entries, p.entry(db, opCreate, a.resource(stmt.Table), map[string]any{"after": a.values}))
+				entries = append(entries, p.entry(db, opCreate, a.resource(tableName(stmt)), map[string]any{"after": a.values}))
 			case !up.DoNothing:
 				if ch := changed(b, a); len(ch) > 0 {
-					entries = append(entries, p.entry(db, opUpdate, a.resource(stmt.Table), map[string]any{
+					entries = append(entries, p.entry(db, opUpdate, a.resource(tableName(stmt)), map[string]any{
 						"before": b.values, "after": a.values, "changed": ch,
 					}))
 				}
@@ -170,7 +170,7 @@ func (p *Plugin) afterMapCreate(db *gorm.DB, rv reflect.Value) {
 	var entries []audit.Entry
 	add := func(m reflect.Value) {
 		r := p.mapRow(db, m)
-		entries = append(entries, p.entry(db, opCreate, r.resource(db.Statement.Table), map[string]any{"after": r.values}))
+		entries = append(entries, p.entry(db, opCreate, r.resource(tableName(db.Statement)), map[string]any{"after": r.values}))
 	}
 	if rv.Kind() == reflect.Map {
 		add(rv)
@@ -192,6 +192,9 @@ func (p *Plugin) wrapUpdate(next func(*gorm.DB)) func(*gorm.DB) {
 			return
 		}
 		stmt := db.Statement
+		// The keys before the SET clause is built: building it assigns
+		// the new values to the model, a new primary key among them.
+		keys := modelKeys(db)
 		// Build the SET clause as gorm:update would (the same exported
 		// function), so that the assignments can be read afterwards; and
 		// remove it afterwards, as gorm:update removes the one it builds.
@@ -204,7 +207,7 @@ func (p *Plugin) wrapUpdate(next func(*gorm.DB)) func(*gorm.DB) {
 			}
 		}
 		set := setClause(stmt)
-		rows, model, err := p.readBefore(db, opUpdate)
+		rows, model, err := p.readBefore(db, opUpdate, keys)
 		if err != nil {
 			db.AddError(err)
 			return
@@ -216,22 +219,22 @@ func (p *Plugin) wrapUpdate(next func(*gorm.DB)) func(*gorm.DB) {
 		if !model {
 			details := p.batchDetails(db)
 			details["changes"] = p.setChanges(db, set)
-			p.emit(db, []audit.Entry{p.entry(db, opUpdate, stmt.Table, details)})
+			p.emit(db, []audit.Entry{p.entry(db, opUpdate, tableName(stmt), details)})
 			return
 		}
 		if len(rows) == 0 {
 			return
 		}
-		keys := make([][]any, len(rows))
+		pks := make([][]any, len(rows))
 		for i, r := range rows {
-			keys[i] = r.pk
+			pks[i] = r.pk
 		}
 		if newKey, ok := assignedKey(stmt, set, rows); ok {
-			keys = [][]any{newKey} // the update moved the row's own key
+			pks = [][]any{newKey} // the update moved the row's own key
 		}
-		after, err := p.readRows(db, pkIn(stmt, keys), true, false)
+		after, err := p.readRows(db, pkIn(stmt, pks), true, false)
 		if err != nil {
-			db.AddError(fmt.Errorf("gormaudit: read %s after update: %w", stmt.Table, err))
+			db.AddError(fmt.Errorf("gormaudit: read %s after update: %w", tableName(stmt), err))
 			return
 		}
 		byKey := make(map[string]row, len(after))
@@ -247,7 +250,7 @@ func (p *Plugin) wrapUpdate(next func(*gorm.DB)) func(*gorm.DB) {
 			if !ok {
 				continue
 			}
-			entries = append(entries, p.entry(db, opUpdate, before.resource(stmt.Table), map[string]any{
+			entries = append(entries, p.entry(db, opUpdate, before.resource(tableName(stmt)), map[string]any{
 				"before":  before.values,
 				"after":   a.values,
 				"changed": changed(before, a),
@@ -267,7 +270,7 @@ func (p *Plugin) wrapDelete(next func(*gorm.DB)) func(*gorm.DB) {
 			return
 		}
 		stmt := db.Statement
-		rows, model, err := p.readBefore(db, opDelete)
+		rows, model, err := p.readBefore(db, opDelete, modelKeys(db))
 		if err != nil {
 			db.AddError(err)
 			return
@@ -282,12 +285,12 @@ func (p *Plugin) wrapDelete(next func(*gorm.DB)) func(*gorm.DB) {
 		}
 		if !model {
 			details["rows_affected"] = db.RowsAffected
-			p.emit(db, []audit.Entry{p.entry(db, opDelete, stmt.Table, details)})
+			p.emit(db, []audit.Entry{p.entry(db, opDelete, tableName(stmt), details)})
 			return
 		}
 		entries := make([]audit.Entry, 0, len(rows))
 		for _, r := range rows {
-			entries = append(entries, p.entry(db, opDelete, r.resource(stmt.Table), map[string]any{"before": r.values}))
+			entries = append(entries, p.entry(db, opDelete, r.resource(tableName(stmt)), map[string]any{"before": r.values}))
 		}
 		p.emit(db, entries)
 	}
@@ -296,7 +299,7 @@ func (p *Plugin) wrapDelete(next func(*gorm.DB)) func(*gorm.DB) {
 // audited reports whether the statement's changes are recorded: not a dry
 // run, and not on a skipped table.
 func (p *Plugin) audited(db *gorm.DB) bool {
-	t := db.Statement.Table
+	t := tableName(db.Statement)
 	return !db.DryRun && t != "" && !p.cfg.tables[strings.ToLower(t)]
 }
 
@@ -311,7 +314,7 @@ func (p *Plugin) entry(db *gorm.DB, op, resource string, details map[string]any)
 	}
 	reqID, _ := audit.RequestIDFromContext(ctx)
 	return audit.Entry{
-		EventType: db.Statement.Table + "." + op,
+		EventType: tableName(db.Statement) + "." + op,
 		Actor:     actor,
 		Resource:  resource,
 		RequestID: reqID,

@@ -25,12 +25,8 @@ const (
 // statement's WHERE clause and those keys select: the rows it is about to
 // change. model is false for a batch statement (no keys): it has no rows
 // to read. A failed read fails the statement.
-func (p *Plugin) readBefore(db *gorm.DB, op string) (rows []row, model bool, err error) {
+func (p *Plugin) readBefore(db *gorm.DB, op string, keys []clause.Expression) (rows []row, model bool, err error) {
 	stmt := db.Statement
-	if stmt.Schema == nil || len(stmt.Schema.PrimaryFields) == 0 {
-		return nil, false, nil
-	}
-	keys := primaryKeyConds(db, stmt.ReflectValue)
 	if op == opDelete && stmt.ReflectValue.CanAddr() && stmt.Dest != stmt.Model && stmt.Model != nil {
 		// gorm:delete also restricts a delete to the keys of the Model,
 		// under this same condition (CanAddr first: it makes Dest a
@@ -42,7 +38,7 @@ func (p *Plugin) readBefore(db *gorm.DB, op string) (rows []row, model bool, err
 	}
 	rows, err = p.readRows(db, append(whereExprs(stmt), keys...), stmt.Unscoped, true)
 	if err != nil {
-		return nil, true, fmt.Errorf("gormaudit: read %s before %s: %w", stmt.Table, op, err)
+		return nil, true, fmt.Errorf("gormaudit: read %s before %s: %w", tableName(stmt), op, err)
 	}
 	return rows, true, nil
 }
@@ -54,7 +50,7 @@ func (p *Plugin) readRows(db *gorm.DB, conds []clause.Expression, unscoped, forU
 	stmt := db.Statement
 	dest := reflect.New(reflect.SliceOf(stmt.Schema.ModelType))
 	q := db.Session(&gorm.Session{NewDB: true, SkipHooks: true})
-	if te := stmt.TableExpr; te != nil && strings.Contains(strings.TrimSpace(te.SQL), " ") {
+	if te := stmt.TableExpr; te != nil && tableName(stmt) != stmt.Table {
 		q = q.Table(te.SQL, te.Vars...) // "users u": conditions name u
 	} else {
 		q = q.Table(stmt.Table)
@@ -167,6 +163,16 @@ func (p *Plugin) structValues(db *gorm.DB, rv reflect.Value) []reflect.Value {
 	return out
 }
 
+// modelKeys returns the condition on the primary keys that the model value
+// of a statement carries, or nil when it carries none (or the model has no
+// primary key).
+func modelKeys(db *gorm.DB) []clause.Expression {
+	if s := db.Statement.Schema; s == nil || len(s.PrimaryFields) == 0 {
+		return nil
+	}
+	return primaryKeyConds(db, db.Statement.ReflectValue)
+}
+
 // primaryKeyConds returns the condition on the primary keys that v (a
 // struct, or a slice or array of them) carries, or nil when it carries
 // none. The columns are not qualified by the table, so that the condition
@@ -196,6 +202,22 @@ func primaryKeyConds(db *gorm.DB, v reflect.Value) []clause.Expression {
 func pkIn(stmt *gorm.Statement, keys [][]any) []clause.Expression {
 	column, vals := schema.ToQueryValues("", stmt.Schema.PrimaryFieldDBNames, keys)
 	return []clause.Expression{clause.IN{Column: column, Values: vals}}
+}
+
+// tableName returns the name of the statement's table, which is not
+// stmt.Table when the statement names it with an alias ("users AS u"):
+// GORM's Statement.Table is then the alias.
+func tableName(stmt *gorm.Statement) string {
+	te := stmt.TableExpr
+	if te == nil {
+		return stmt.Table
+	}
+	sql := strings.TrimSpace(te.SQL)
+	i := strings.IndexAny(sql, " \t\r\n")
+	if i < 0 {
+		return stmt.Table
+	}
+	return strings.Trim(sql[:i], "`\"[]")
 }
 
 // whereExprs returns the expressions of the statement's WHERE clause.

@@ -51,7 +51,7 @@ func (p *Plugin) structRow(db *gorm.DB, v reflect.Value, keyless bool) (row, boo
 	ctx := db.Statement.Context
 	r := row{values: map[string]any{}, canon: map[string]string{}}
 	for _, f := range s.Fields {
-		if f.DBName == "" || !f.Readable && !keyless {
+		if f.DBName == "" || !f.Readable {
 			continue
 		}
 		fv, _ := f.ValueOf(ctx, v)
