@@ -5,64 +5,47 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // AuditService records audit entries and answers queries about them. Its
 // methods are safe for concurrent use. Create one with [New] and end it
 // with [AuditService.Shutdown] or [AuditService.Close].
+//
+// It is three parts, each owning its own state: the intake (the queue and
+// its senders, intake.go), the writer (one goroutine, writer.go) and the
+// store (the lazily opened database and its write transactions,
+// store.go). Record and Flush go through the intake; the writer drains it
+// into the store; queries use the store directly.
 type AuditService struct {
 	cfg   config
 	log   *slog.Logger
 	chain hasher
 
-	// The lazy session: sess is the fast path, openMu the slow one.
-	sess     atomic.Pointer[session]
-	openMu   sync.Mutex    // serialises opening and closing the session; guards dbClosed
-	dbClosed bool          // Shutdown has closed the database: no reopening
-	carry    *chainHead    // the head of a replaced file, for the next open to continue; guarded by openMu
-	opened   chan struct{} // closed by the first successful open
+	in    intake
+	st    store
+	stats counters
 
-	// The queue and its senders. Nobody closes queue: a sender registers
-	// under sendMu while closed is false, and Shutdown waits for the
-	// registered senders before the writer's last drain.
-	queue   chan item
-	sendMu  sync.RWMutex // guards closed
-	closed  bool
-	senders sync.WaitGroup // registered senders still sending
-	// useMu is read-held by every query call (Get, List, Count, Prune,
-	// Verify) for as long as it uses the session, so that Shutdown and the
-	// retiring of a replaced file (watch.go) close a database nobody uses.
-	// Lock order: useMu, then openMu.
-	useMu       sync.RWMutex
-	sendersDone chan struct{} // closed once closed is set and senders is zero
-
-	writeMu sync.Mutex // serialises this service's write transactions (the writer's batches and Prune's chunks)
-
-	// The writer's lifecycle; see writer.go.
-	stop       chan struct{} // closed when Shutdown begins: drain, then end
-	abort      chan struct{} // closed when Shutdown's ctx ends: give up now
-	writerCtx  context.Context
-	cancelW    context.CancelFunc // cancels writerCtx on abort
+	// The writer's lifecycle (writer.go). abort is the writer's context:
+	// cancelled, with the cause, when a Shutdown caller's ctx ends before
+	// the drain does. writerDone is closed by the writer as it ends, and
+	// lost (the entries it could not commit) is set before.
+	abort      context.Context
+	cancel     context.CancelCauseFunc
 	writerDone chan struct{}
-	retainDone chan struct{} // nil without WithRetention
-	retainStop context.CancelFunc
+	lost       int64
 
-	shutdownOnce sync.Once
-	shutdownErr  error
-
-	queued, lost                         atomic.Int64
-	written, batches, failures, rejected atomic.Uint64
-	lastErr                              atomic.Pointer[error] // the writer's last failure; nil after a success
+	// stopped is closed once the first Shutdown has done its work, and
+	// stopErr set before: every Shutdown call returns it.
+	stopped chan struct{}
+	stopErr error
 }
 
-// item is what the queue carries: an entry, a Flush barrier (rec nil), or
-// both a sync entry and the channel its caller waits on.
-type item struct {
-	rec  *record
-	done chan error // buffered, 1: answered once, never blocks the writer
+// counters are the figures of Stats.
+type counters struct {
+	queued                               atomic.Int64
+	written, batches, failures, rejected atomic.Uint64
+	lastErr                              atomic.Pointer[error] // the writer's last failure; nil after a success
 }
 
 // Stats are counters of a service since New.
@@ -76,7 +59,8 @@ type Stats struct {
 
 // New validates the options, starts the background writer and returns the
 // service. It does not touch the database: the first call that needs it
-// opens it. The error names the option at fault.
+// opens it (call [AuditService.Ping] to check it at start-up). The error
+// names the option at fault.
 func New(opts ...Option) (*AuditService, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -90,24 +74,16 @@ func New(opts ...Option) (*AuditService, error) {
 		return nil, err
 	}
 	s := &AuditService{
-		cfg:         cfg,
-		log:         cfg.logger,
-		chain:       hasher{key: cfg.chainKey},
-		opened:      make(chan struct{}),
-		queue:       make(chan item, cfg.queueSize),
-		sendersDone: make(chan struct{}),
-		stop:        make(chan struct{}),
-		abort:       make(chan struct{}),
-		writerDone:  make(chan struct{}),
+		cfg:        cfg,
+		log:        cfg.logger,
+		chain:      hasher{key: cfg.chainKey},
+		in:         newIntake(cfg.queueSize),
+		writerDone: make(chan struct{}),
+		stopped:    make(chan struct{}),
 	}
-	s.writerCtx, s.cancelW = context.WithCancel(context.Background())
+	s.st = store{cfg: &s.cfg, log: s.log, failures: &s.stats.failures}
+	s.abort, s.cancel = context.WithCancelCause(context.Background())
 	go s.runWriter()
-	if cfg.retention > 0 {
-		var ctx context.Context
-		ctx, s.retainStop = context.WithCancel(context.Background())
-		s.retainDone = make(chan struct{})
-		go s.runRetention(ctx)
-	}
 	return s, nil
 }
 
@@ -123,6 +99,10 @@ func New(opts ...Option) (*AuditService, error) {
 // ErrQueueFull and ctx's error) or returns ErrQueueFull at once
 // (OverflowFail). After Shutdown has begun it returns ErrClosed.
 func (s *AuditService) Record(ctx context.Context, e Entry) error {
+	if ctx == nil {
+		s.stats.rejected.Add(1)
+		return opErr("record", errNilContext)
+	}
 	if e.Actor == "" {
 		e.Actor, _ = ActorFromContext(ctx)
 	}
@@ -131,81 +111,43 @@ func (s *AuditService) Record(ctx context.Context, e Entry) error {
 	}
 	r, err := s.newRecord(&e)
 	if err != nil {
-		s.rejected.Add(1)
-		return fmt.Errorf("audit: record: %w", err)
+		s.stats.rejected.Add(1)
+		return opErr("record", err)
 	}
 	it := item{rec: r}
 	if !s.cfg.async {
 		it.done = make(chan error, 1)
 	}
-	if err := s.enqueue(ctx, it, s.cfg.overflow == OverflowFail); err != nil {
-		s.rejected.Add(1)
-		return fmt.Errorf("audit: record: %w", err)
+	if err := s.in.send(ctx, it, s.cfg.overflow == OverflowFail, s.abort.Done(), &s.stats.queued); err != nil {
+		s.stats.rejected.Add(1)
+		return opErr("record", err)
 	}
 	if it.done == nil {
 		return nil
 	}
 	select {
 	case err := <-it.done:
-		return err
+		return opErr("record", err)
 	case <-ctx.Done():
-		return fmt.Errorf("audit: record: waiting for commit: %w", ctx.Err())
+		return opErr("record", fmt.Errorf("waiting for commit: %w", ctx.Err()))
 	}
-}
-
-// enqueue puts it on the queue. It registers as a sender under sendMu so
-// that Shutdown, once it has set closed, can wait for every sender that got
-// in before it and then let the writer drain: a sender never sends on a
-// closed channel, and an accepted entry is never left behind.
-func (s *AuditService) enqueue(ctx context.Context, it item, failFast bool) error {
-	s.sendMu.RLock()
-	if s.closed {
-		s.sendMu.RUnlock()
-		return ErrClosed
-	}
-	s.senders.Add(1)
-	s.sendMu.RUnlock()
-	defer s.senders.Done()
-
-	if it.rec != nil {
-		// Counted before the send, so that the writer's decrement after
-		// commit cannot come first: Queued never goes below zero.
-		s.queued.Add(1)
-	}
-	select {
-	case s.queue <- it:
-		return nil
-	default:
-	}
-	err := ErrQueueFull
-	if !failFast {
-		select {
-		case s.queue <- it:
-			return nil
-		case <-ctx.Done():
-			err = fmt.Errorf("%w: %w", ErrQueueFull, ctx.Err())
-		case <-s.abort:
-			err = ErrClosed
-		}
-	}
-	if it.rec != nil {
-		s.queued.Add(-1)
-	}
-	return err
 }
 
 // Flush returns once every entry accepted before the call is committed. If
 // ctx ends first it returns ctx's error, wrapping the writer's last write
 // error if it has one. After Shutdown has begun it returns ErrClosed.
 func (s *AuditService) Flush(ctx context.Context) error {
-	if s.isClosed() {
-		return fmt.Errorf("audit: flush: %w", ErrClosed)
+	if ctx == nil {
+		return opErr("flush", errNilContext)
 	}
-	if s.queued.Load() == 0 {
+	if s.in.isClosed() {
+		return opErr("flush", ErrClosed)
+	}
+	if s.stats.queued.Load() == 0 {
 		return nil // nothing accepted is uncommitted
 	}
 	barrier := item{done: make(chan error, 1)}
-	err := s.enqueue(ctx, barrier, false)
+	err := s.in.send(ctx, barrier, false, s.abort.Done(), &s.stats.queued)
 	if err == nil {
 		select {
 		case err = <-barrier.done:
@@ -219,127 +161,116 @@ func (s *AuditService) Flush(ctx context.Context) error {
 	if errors.Is(err, ErrQueueFull) {
 		err = ctx.Err() // the barrier waited for room: that is not Record's overflow
 	}
-	if last := s.lastErr.Load(); last != nil && !errors.Is(err, ErrClosed) {
-		return fmt.Errorf("audit: flush: %w (last write error: %w)", err, *last)
+	if last := s.stats.lastErr.Load(); last != nil && !errors.Is(err, ErrClosed) {
+		return opErr("flush", fmt.Errorf("%w (last write error: %w)", err, *last))
 	}
-	return fmt.Errorf("audit: flush: %w", err)
+	return opErr("flush", err)
 }
 
 // Shutdown stops accepting entries, commits everything accepted, stops the
-// writer and closes the database if the service opened it. If ctx ends
-// first, the writer gives up; every entry not committed is logged as a
-// line of JSON, and the error says how many there were. Shutdown is
-// idempotent: later and concurrent calls wait for the first and return its
-// result.
+// writer and closes the database if the service opened it. It is
+// idempotent and safe to call concurrently: the first call does the work,
+// and every call returns its result.
+//
+// Each caller's ctx bounds that caller's wait. When any caller's ctx ends
+// before the work is done, the drain is given up: the writer stops within
+// a second, every entry not committed is logged as a line of JSON, and the
+// error says how many there were.
 func (s *AuditService) Shutdown(ctx context.Context) error {
-	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
-	return s.shutdownErr
+	if ctx == nil {
+		return opErr("shutdown", errNilContext)
+	}
+	if s.in.close() {
+		s.stop(ctx)
+	}
+	select {
+	case <-s.stopped:
+	case <-ctx.Done():
+		s.cancel(context.Cause(ctx))
+		<-s.stopped // prompt now: the writer and the store give up
+	}
+	return s.stopErr
 }
 
-// Close is Shutdown(context.Background()).
+// Close is Shutdown(context.Background()): it waits for as long as the
+// drain takes, and so, with the database unreachable, until it comes back
+// or another caller's Shutdown ctx ends.
 func (s *AuditService) Close() error {
 	return s.Shutdown(context.Background())
 }
 
-func (s *AuditService) shutdown(ctx context.Context) error {
-	s.sendMu.Lock()
-	s.closed = true
-	s.sendMu.Unlock()
-	// No sender registers after this point; the ones already registered
-	// end with a send, their ctx, or abort.
-	go func() {
-		s.senders.Wait()
-		close(s.sendersDone)
-	}()
-	close(s.stop)
-	if s.retainStop != nil {
-		s.retainStop()
-		<-s.retainDone
-	}
-
-	var err error
+// stop is the first Shutdown's work, in the order that makes it safe: the
+// intake is closed already, so the writer drains the queue and ends; then
+// the store closes, once the queries in flight have finished.
+func (s *AuditService) stop(ctx context.Context) {
+	defer close(s.stopped)
 	select {
 	case <-s.writerDone:
 	case <-ctx.Done():
-		close(s.abort)
-		s.cancelW()
-		<-s.writerDone // prompt: the writer's statements run under writerCtx
-		if n := s.lost.Load(); n > 0 {
-			err = fmt.Errorf("audit: shutdown: %d entries not committed: %w", n, ctx.Err())
-		}
+		s.cancel(context.Cause(ctx))
+		<-s.writerDone // prompt: the writer's statements run under s.abort
 	}
-	s.cancelW()
-
-	// Queries that began before Shutdown finish on an open database
-	// (unless ctx ends first); those that wait for useMu find closed set.
-	locked, released := make(chan struct{}), make(chan struct{})
-	go func() {
-		s.useMu.Lock()
-		close(locked)
-		<-released
-		s.useMu.Unlock()
-	}()
-	defer close(released)
-	select {
-	case <-locked:
-	case <-ctx.Done():
+	var err error
+	if s.lost > 0 {
+		err = opErr("shutdown", fmt.Errorf("%d entries not committed: %w", s.lost, context.Cause(s.abort)))
 	}
-
-	s.openMu.Lock()
-	s.dbClosed = true
-	sess := s.sess.Load()
-	s.openMu.Unlock()
-	if sess != nil {
-		if cerr := sess.close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("audit: shutdown: close database: %w", cerr))
-		}
+	giveUp := s.abort.Done()
+	if ctx.Done() != nil {
+		// This caller's ctx bounds the wait for queries too.
+		stopGiving := context.AfterFunc(ctx, func() { s.cancel(context.Cause(ctx)) })
+		defer stopGiving()
 	}
-	return err
+	if cerr := s.st.close(giveUp); cerr != nil {
+		err = errors.Join(err, opErr("shutdown", fmt.Errorf("close database: %w", cerr)))
+	}
+	s.stopErr = err
+	s.cancel(ErrClosed)
 }
 
 // Stats returns the service's counters. It is cheap and never fails, even
 // after Close.
 func (s *AuditService) Stats() Stats {
 	return Stats{
-		Queued:   int(s.queued.Load()),
-		Written:  s.written.Load(),
-		Batches:  s.batches.Load(),
-		Failures: s.failures.Load(),
-		Rejected: s.rejected.Load(),
+		Queued:   int(s.stats.queued.Load()),
+		Written:  s.stats.written.Load(),
+		Batches:  s.stats.batches.Load(),
+		Failures: s.stats.failures.Load(),
+		Rejected: s.stats.rejected.Load(),
 	}
 }
 
-// isClosed reports whether Shutdown has begun.
-func (s *AuditService) isClosed() bool {
-	s.sendMu.RLock()
-	defer s.sendMu.RUnlock()
-	return s.closed
+// use returns the session for a query method op, or ErrClosed once
+// Shutdown has begun; the call must call done when it no longer uses it.
+func (s *AuditService) use(ctx context.Context, op string) (sess *session, done func(), err error) {
+	if ctx == nil {
+		return nil, nil, opErr(op, errNilContext)
+	}
+	if s.in.isClosed() {
+		return nil, nil, opErr(op, ErrClosed)
+	}
+	if sess, done, err = s.st.use(ctx); err != nil {
+		return nil, nil, opErr(op, err)
+	}
+	return sess, done, nil
 }
 
-// ready returns the session for a query method, or ErrClosed. The call
-// read-holds useMu from before its check of closed until done, so that
-// Shutdown waits for it before closing the database under it.
-func (s *AuditService) ready(ctx context.Context, op string) (sess *session, done func(), err error) {
-	s.useMu.RLock()
-	if s.isClosed() {
-		s.useMu.RUnlock()
-		return nil, nil, fmt.Errorf("audit: %s: %w", op, ErrClosed)
+// Ping opens the database if it is not open yet (the same lazy open as
+// every other first use) and checks that the log can be written: the
+// schema exists or was created, and a write transaction can begin. Its
+// error names the database and the cause. Call it at start-up to fail
+// fast; without it the open is retried in the background.
+func (s *AuditService) Ping(ctx context.Context) error {
+	sess, done, err := s.use(ctx, "ping")
+	if err != nil {
+		return err
 	}
-	if sess, err = s.session(ctx); err != nil {
-		s.useMu.RUnlock()
-		return nil, nil, fmt.Errorf("audit: %s: %w", op, err)
+	defer done()
+	err = s.st.writeTx(ctx, sess, func(tx execer) error {
+		_, err := readHead(ctx, tx, sess)
+		return err
+	})
+	if err != nil {
+		return opErr("ping", fmt.Errorf("%s: %w", s.cfg.databaseName(), err))
 	}
-	return sess, s.useMu.RUnlock, nil
-}
-
-// sleep waits for d or until done is closed, and says whether d passed.
-func sleep(d time.Duration, done <-chan struct{}) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-done:
-		return false
-	}
+	return nil
 }

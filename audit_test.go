@@ -84,7 +84,7 @@ func TestNewDoesNotTouchDatabase(t *testing.T) {
 }
 
 func TestRoundTrip(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t)
 		zone := time.FixedZone("UTC+5:30", 5*3600+1800)
@@ -153,7 +153,7 @@ func jsonRoundTrip(t *testing.T, d map[string]any) map[string]any {
 }
 
 func TestDetailsNilAndEmptyReadBackNil(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t)
 		require.NoError(t, s.Record(ctx, Entry{EventType: "e", Actor: "a", Details: nil}))
@@ -168,7 +168,7 @@ func TestDetailsNilAndEmptyReadBackNil(t *testing.T) {
 }
 
 func TestRecordValidation(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		cyclic := map[string]any{}
 		cyclic["self"] = cyclic
@@ -266,7 +266,7 @@ func TestRecordValidation(t *testing.T) {
 }
 
 func TestRecordIgnoresCallerIDAndHashes(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t)
 		require.NoError(t, s.Record(ctx, Entry{ID: 99, PrevHash: "bogus", Hash: "bogus", EventType: "e", Actor: "a"}))
@@ -284,7 +284,7 @@ func TestRecordIgnoresCallerIDAndHashes(t *testing.T) {
 }
 
 func TestRecordStampsZeroTimeWithClock(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		now := time.Date(2030, 6, 7, 8, 9, 10, 11, time.FixedZone("x", 3600))
 		s := st.service(t, WithClock(func() time.Time { return now }))
@@ -297,7 +297,7 @@ func TestRecordStampsZeroTimeWithClock(t *testing.T) {
 }
 
 func TestRecordTakesActorAndRequestIDFromContext(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		s := st.service(t)
 		ctx := ContextWithRequestID(ContextWithActor(context.Background(), "carol"), "req-1")
 		require.NoError(t, s.Record(ctx, Entry{EventType: "e"}))
@@ -318,7 +318,7 @@ func TestRecordTakesActorAndRequestIDFromContext(t *testing.T) {
 }
 
 func TestGetNotFound(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		s := st.service(t)
 		for _, id := range []int64{0, -1, 1, math.MaxInt64} {
 			_, err := s.Get(context.Background(), id)
@@ -380,7 +380,7 @@ func modelList(all []Entry, f Filter) []Entry {
 }
 
 func TestFiltersAgreeWithModel(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t)
 		all := modelEntries(t, s, 300)
@@ -440,7 +440,7 @@ func ids(es []Entry) []int64 {
 }
 
 func TestKeysetPagination(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t)
 		all := modelEntries(t, s, 250)
@@ -474,7 +474,7 @@ func TestKeysetPagination(t *testing.T) {
 }
 
 func TestListLimitRules(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t, WithBatchSize(512))
 		for i := 0; i < 150; i++ {
@@ -509,7 +509,7 @@ func TestListLimitRules(t *testing.T) {
 }
 
 func TestQueuedEntriesAreNotVisibleUntilFlush(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t)
 		require.NoError(t, s.Record(ctx, sampleEntry(0)))
@@ -530,7 +530,7 @@ func TestQueuedEntriesAreNotVisibleUntilFlush(t *testing.T) {
 }
 
 func TestSyncModeCommitsBeforeReturning(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t, WithAsync(false))
 		for i := 0; i < 5; i++ {
@@ -544,7 +544,7 @@ func TestSyncModeCommitsBeforeReturning(t *testing.T) {
 }
 
 func TestSyncModeGroupCommit(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t, WithAsync(false))
 		const callers, each = 64, 10
@@ -575,7 +575,7 @@ func TestSyncModeGroupCommit(t *testing.T) {
 }
 
 func TestSyncRecordCtxEndsEntryStaysQueued(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		s := st.service(t, WithAsync(false))
 		require.NoError(t, s.Record(context.Background(), sampleEntry(0)))
 		release := st.holdWriteLock(t)
@@ -592,7 +592,7 @@ func TestSyncRecordCtxEndsEntryStaysQueued(t *testing.T) {
 }
 
 func TestOverflowFail(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		const queue, batch = 4, 2
 		s := st.service(t, WithOverflow(OverflowFail), WithQueueSize(queue), WithBatchSize(batch))
@@ -626,7 +626,7 @@ func TestOverflowFail(t *testing.T) {
 }
 
 func TestOverflowBlock(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		const queue = 3
 		s := st.service(t, WithQueueSize(queue), WithBatchSize(1))
@@ -662,7 +662,7 @@ func TestOverflowBlock(t *testing.T) {
 }
 
 func TestFailedOpenIsRetried(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		d := countOpens(st.dialector(), 2)
 		logs := &logBuffer{}
@@ -710,7 +710,7 @@ func TestMissingDirectoryRecovered(t *testing.T) {
 }
 
 func TestWriteFailureRetriedInOrder(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t, WithLogger(discardLogger()))
 		require.NoError(t, s.Record(ctx, sampleEntry(0)))
@@ -745,7 +745,7 @@ func TestWriteFailureRetriedInOrder(t *testing.T) {
 }
 
 func TestBatchesNeverExceedBatchSize(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		const batch, n = 10, 95
 		s := st.service(t, WithBatchSize(batch))
@@ -765,7 +765,7 @@ func TestBatchesNeverExceedBatchSize(t *testing.T) {
 }
 
 func TestShutdownDrainsEverything(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s, err := New(append(st.opts(), WithBatchSize(64))...)
 		require.NoError(t, err)
@@ -784,7 +784,7 @@ func TestShutdownDrainsEverything(t *testing.T) {
 }
 
 func TestShutdownTimeoutLogsUncommitted(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		logs := &logBuffer{}
 		s := st.service(t, WithLogger(logs.jsonLogger()))
@@ -834,7 +834,7 @@ func TestShutdownTimeoutLogsUncommitted(t *testing.T) {
 }
 
 func TestClosedServiceRefuses(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t)
 		require.NoError(t, s.Record(ctx, sampleEntry(0)))
@@ -859,7 +859,7 @@ func TestClosedServiceRefuses(t *testing.T) {
 }
 
 func TestPruneDeletesPrefixOnly(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t)
 		base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -892,7 +892,7 @@ func TestPruneDeletesPrefixOnly(t *testing.T) {
 }
 
 func TestPruneEverythingThenChainContinues(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t)
 		for i := 0; i < 2500; i++ { // several prune transactions
@@ -939,7 +939,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	}
 	for _, tt := range tamper {
 		t.Run(tt.name, func(t *testing.T) {
-			forEachBackend(t, func(t *testing.T, st *store) {
+			forEachBackend(t, func(t *testing.T, st *backend) {
 				ctx := context.Background()
 				s := st.service(t)
 				for i := 0; i < 10; i++ {
@@ -959,7 +959,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 }
 
 func TestVerifyTruncationCaughtAgainstPublishedHead(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t)
 		for i := 0; i < 10; i++ {
@@ -980,7 +980,7 @@ func TestVerifyTruncationCaughtAgainstPublishedHead(t *testing.T) {
 }
 
 func TestChainKey(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s, err := New(append(st.opts(), WithChainKey([]byte("key one")))...)
 		require.NoError(t, err)
@@ -1032,7 +1032,7 @@ func (c *mutableClock) now() time.Time          { return time.Unix(0, c.ns.Load(
 func (c *mutableClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func TestRetentionPrunesByClock(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		base := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
 		seed, err := New(st.opts()...)
@@ -1135,7 +1135,7 @@ func TestCustomTable(t *testing.T) {
 }
 
 func TestTwoTablesOneDatabaseKeepSeparateChains(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		a := st.service(t)
 		b := st.sibling(t).service(t)
@@ -1158,7 +1158,7 @@ func TestSQLiteSettings(t *testing.T) {
 	s, _ := newService(t)
 	_, err := s.Count(ctx, Filter{})
 	require.NoError(t, err)
-	db := s.sess.Load().sqlDB
+	db := s.st.sess.Load().sqlDB
 	// Read back through several connections of the pool: each must have
 	// the settings, not just the first.
 	for i := 0; i < 3; i++ {
@@ -1181,7 +1181,7 @@ func TestIndexesServeFilters(t *testing.T) {
 	s, _ := newService(t)
 	require.NoError(t, s.Record(ctx, sampleEntry(0)))
 	require.NoError(t, s.Flush(ctx))
-	sess := s.sess.Load()
+	sess := s.st.sess.Load()
 	since := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for name, f := range map[string]Filter{
 		"actor":      {Actor: "a"},
@@ -1260,7 +1260,7 @@ func discardLogger() *slog.Logger {
 
 func TestOpeningAnExistingLogOnlyReads(t *testing.T) {
 	ctx := context.Background()
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		seed := st.service(t)
 		require.NoError(t, seed.Record(ctx, sampleEntry(0)))
 		require.NoError(t, seed.Flush(ctx))
@@ -1301,7 +1301,7 @@ func TestReadOnlyDatabase(t *testing.T) {
 // a third writes: the checkpoint must only move forward, so the chain
 // verifies whatever the interleaving.
 func TestConcurrentPrunesKeepTheChain(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		seed := st.service(t)
 		for i := 0; i < 3000; i++ {

@@ -26,19 +26,19 @@ import (
 // postgresDSNEnv names the variable that points the tests at a server.
 const postgresDSNEnv = "AUDIT_TEST_POSTGRES_DSN"
 
-type backend struct {
+type backendKind struct {
 	name string
 	// fresh returns a new, empty log on this backend.
-	fresh func(tb testing.TB) *store
+	fresh func(tb testing.TB) *backend
 }
 
-var backends = []backend{
+var backends = []backendKind{
 	{name: "sqlite", fresh: freshSQLite},
 	{name: "postgres", fresh: freshPostgres},
 }
 
 // forEachBackend runs fn as a subtest on a fresh log of each backend.
-func forEachBackend(t *testing.T, fn func(t *testing.T, st *store)) {
+func forEachBackend(t *testing.T, fn func(t *testing.T, st *backend)) {
 	t.Helper()
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -47,9 +47,9 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, st *store)) {
 	}
 }
 
-// store is one log (a database and a table) that tests open services on
+// backend is one log (a database and a table) that tests open services on
 // and reach around with plain SQL, as an operator or attacker would.
-type store struct {
+type backend struct {
 	kind  string // "sqlite" or "postgres"
 	path  string // SQLite file
 	dsn   string // PostgreSQL
@@ -58,7 +58,7 @@ type store struct {
 }
 
 // opts are the options that open this log.
-func (st *store) opts() []Option {
+func (st *backend) opts() []Option {
 	var o []Option
 	if st.kind == "sqlite" {
 		o = append(o, WithSQLite(st.path))
@@ -69,7 +69,7 @@ func (st *store) opts() []Option {
 }
 
 // dialector returns a new dialector of this log's database.
-func (st *store) dialector() gorm.Dialector {
+func (st *backend) dialector() gorm.Dialector {
 	if st.kind == "sqlite" {
 		dsn, _ := sqliteDSN(st.path)
 		return sqlite.Open(dsn)
@@ -78,13 +78,13 @@ func (st *store) dialector() gorm.Dialector {
 }
 
 // service starts a service on this log and closes it when the test ends.
-func (st *store) service(tb testing.TB, more ...Option) *AuditService {
+func (st *backend) service(tb testing.TB, more ...Option) *AuditService {
 	tb.Helper()
 	return newServiceAt(tb, append(st.opts(), more...)...)
 }
 
 // sibling returns another table in the same database.
-func (st *store) sibling(tb testing.TB) *store {
+func (st *backend) sibling(tb testing.TB) *backend {
 	tb.Helper()
 	other := *st
 	other.table = st.table + "_2"
@@ -97,13 +97,13 @@ func (st *store) sibling(tb testing.TB) *store {
 // exec runs SQL on the raw connection, with $TABLE replaced by the quoted
 // table name, $AWAY by another, and $HEAD by the condition that selects
 // the table's chain head row.
-func (st *store) exec(tb testing.TB, query string) {
+func (st *backend) exec(tb testing.TB, query string) {
 	tb.Helper()
 	_, err := st.raw.Exec(st.sql(query))
 	require.NoError(tb, err, st.sql(query))
 }
 
-func (st *store) sql(query string) string {
+func (st *backend) sql(query string) string {
 	r := []string{"$TABLE", quote(st.table), "$AWAY", quote(st.table + "_away"), "$HEAD", "table_name = '" + st.table + "'"}
 	for i := 0; i < len(r); i += 2 {
 		query = strings.ReplaceAll(query, r[i], r[i+1])
@@ -114,7 +114,7 @@ func (st *store) sql(query string) string {
 // holdWriteLock blocks the writers of this log, through a second
 // connection, until the returned function is called: SQLite's write lock
 // (BEGIN IMMEDIATE), or PostgreSQL's lock on the chain head row.
-func (st *store) holdWriteLock(tb testing.TB) (release func()) {
+func (st *backend) holdWriteLock(tb testing.TB) (release func()) {
 	tb.Helper()
 	if st.kind == "sqlite" {
 		return holdWriteLock(tb, st.path)
@@ -129,17 +129,17 @@ func (st *store) holdWriteLock(tb testing.TB) (release func()) {
 	return holdConn(tb, conn)
 }
 
-func freshSQLite(tb testing.TB) *store {
+func freshSQLite(tb testing.TB) *backend {
 	tb.Helper()
 	path := tempDB(tb)
-	return &store{kind: "sqlite", path: path, table: DefaultTable, raw: rawDB(tb, path)}
+	return &backend{kind: "sqlite", path: path, table: DefaultTable, raw: rawDB(tb, path)}
 }
 
 var tableSeq atomic.Int64
 
 // freshPostgres returns a new table, named for the test, in the database
 // of AUDIT_TEST_POSTGRES_DSN; it is dropped when the test ends.
-func freshPostgres(tb testing.TB) *store {
+func freshPostgres(tb testing.TB) *backend {
 	tb.Helper()
 	dsn := postgresDSN(tb)
 	raw, err := sql.Open("pgx", dsn)
@@ -150,7 +150,7 @@ func freshPostgres(tb testing.TB) *store {
 	_, _ = rand.Read(b[:])
 	table := "t" + strconv.FormatInt(tableSeq.Add(1), 10) + "_" + hex.EncodeToString(b[:])
 	dropTableAtEnd(tb, raw, table)
-	return &store{kind: "postgres", dsn: dsn, table: table, raw: raw}
+	return &backend{kind: "postgres", dsn: dsn, table: table, raw: raw}
 }
 
 func dropTableAtEnd(tb testing.TB, raw *sql.DB, table string) {

@@ -188,7 +188,7 @@ func TestBatchLoneEntryIsWrittenAtOnce(t *testing.T) {
 		require.NoError(t, s.Record(rctx, sampleEntry(0)))
 		assert.Equal(t, []int{1}, rec.batches())
 	})
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t, WithBatchSize(512))
 		_, err := s.Count(ctx, Filter{})
@@ -204,7 +204,7 @@ func TestBatchLoneEntryIsWrittenAtOnce(t *testing.T) {
 }
 
 func TestBatchShutdownWaitsForTransactionInFlight(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s, err := New(append(st.opts(), WithBatchSize(4), WithLogger(discardLogger()))...)
 		require.NoError(t, err)
@@ -216,7 +216,7 @@ func TestBatchShutdownWaitsForTransactionInFlight(t *testing.T) {
 		require.NoError(t, s.Record(ctx, sampleEntry(0)))
 		// The writer has taken the entry off the queue: its transaction is
 		// in flight, blocked on the lock.
-		waitFor(t, 10*time.Second, func() bool { return len(s.queue) == 0 }, "the writer to take the first entry")
+		waitFor(t, 10*time.Second, func() bool { return len(s.in.queue) == 0 }, "the writer to take the first entry")
 		const n = 10
 		for i := 1; i < n; i++ {
 			require.NoError(t, s.Record(ctx, sampleEntry(i)))
@@ -226,7 +226,7 @@ func TestBatchShutdownWaitsForTransactionInFlight(t *testing.T) {
 		defer cancel()
 		done := make(chan error, 1)
 		go func() { done <- s.Shutdown(sctx) }()
-		waitFor(t, 10*time.Second, s.isClosed, "Shutdown to begin")
+		waitFor(t, 10*time.Second, s.in.isClosed, "Shutdown to begin")
 
 		require.ErrorIs(t, s.Record(ctx, sampleEntry(n)), ErrClosed, "Shutdown has begun")
 		// Shutdown has not returned: nothing is committed while the lock is held.
@@ -268,7 +268,7 @@ func TestBatchShutdownWaitsForTransactionInFlight(t *testing.T) {
 func TestBatchRecordAfterShutdownEnqueuesNothing(t *testing.T) {
 	for _, async := range []bool{true, false} {
 		t.Run("async="+strconv.FormatBool(async), func(t *testing.T) {
-			forEachBackend(t, func(t *testing.T, st *store) {
+			forEachBackend(t, func(t *testing.T, st *backend) {
 				ctx := context.Background()
 				s, err := New(append(st.opts(), WithAsync(async))...)
 				require.NoError(t, err)
@@ -301,7 +301,7 @@ func TestBatchRecordAfterShutdownEnqueuesNothing(t *testing.T) {
 				assert.Equal(t, before.Written, after.Written)
 				assert.Equal(t, before.Batches, after.Batches)
 				assert.Equal(t, before.Rejected+refused, after.Rejected)
-				assert.Zero(t, len(s.queue), "the queue holds nothing")
+				assert.Zero(t, len(s.in.queue), "the queue holds nothing")
 				require.NoError(t, s.Shutdown(ctx), "still the first call's result")
 
 				s2 := st.service(t)

@@ -103,23 +103,19 @@ const verifyPage = 1000
 // entries together with the head row can only be caught against a Head
 // published earlier: compare it with the report's.
 func (s *AuditService) Verify(ctx context.Context) (VerifyReport, error) {
-	sess, done, err := s.ready(ctx, "verify")
+	sess, done, err := s.use(ctx, "verify")
 	if err != nil {
 		return VerifyReport{}, err
 	}
 	defer done()
-	var opts *sql.TxOptions
-	if sess.d.postgres {
-		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
-	}
-	tx, err := sess.sqlDB.BeginTx(ctx, opts)
+	tx, err := sess.sqlDB.BeginTx(ctx, sess.d.readOpts)
 	if err != nil {
-		return VerifyReport{}, fmt.Errorf("audit: verify: begin: %w", err)
+		return VerifyReport{}, opErr("verify", fmt.Errorf("begin: %w", err))
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only
 	rep, err := s.verify(ctx, sess, tx)
 	if err != nil {
-		return rep, fmt.Errorf("audit: verify: %w", err)
+		return rep, opErr("verify", err)
 	}
 	return rep, nil
 }

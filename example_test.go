@@ -91,7 +91,7 @@ func ExampleAuditService_Record() {
 	fmt.Println(err)
 	// Output:
 	// true
-	// audit: record: audit: invalid entry: Actor is required
+	// audit: record: invalid entry: Actor is required
 }
 
 // List pages through entries with keyset pagination: pass the last ID of

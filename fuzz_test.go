@@ -183,7 +183,7 @@ func fzDepth(v any) int {
 // "invalid entry: ".
 func fzNamedField(err error) string {
 	msg := err.Error()
-	marker := ErrInvalidEntry.Error() + ": " // the library wraps it with the field's name
+	marker := bare(ErrInvalidEntry) + ": " // the library wraps it with the field's name
 	i := strings.Index(msg, marker)
 	if i < 0 {
 		return ""

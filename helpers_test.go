@@ -108,7 +108,7 @@ func takeWriteLock(ctx context.Context, conn *sql.Conn) (waited time.Duration, e
 	}
 	for {
 		_, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE")
-		if err == nil || !isBusy(err) || time.Since(began) > time.Minute {
+		if err == nil || !sqliteBusy(err) || time.Since(began) > time.Minute {
 			return time.Since(began), err
 		}
 	}

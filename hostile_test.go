@@ -107,7 +107,7 @@ func TestHostTableNamesRefused(t *testing.T) {
 // names: the library quotes them everywhere.
 func TestHostTableNamesThatLookLikeSQL(t *testing.T) {
 	names := []string{"select", "DROP", "table", "Order", "where_", "_", "__", "user", "union_all", "information_schema", "x" + strings.Repeat("_", 62)}
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		for _, name := range names {
 			t.Run(name, func(t *testing.T) {
@@ -186,7 +186,7 @@ func hostPostgresOption(*testing.T) Option {
 // and "logs" are one table there (two on PostgreSQL). Services that spell
 // one table two ways must still keep one chain and commit everything.
 func TestHostTableNameCaseAliases(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		upper := *st
 		upper.table = strings.ToUpper(st.table[:1]) + st.table[1:]
@@ -194,7 +194,7 @@ func TestHostTableNameCaseAliases(t *testing.T) {
 		if st.kind == "postgres" {
 			dropTableAtEnd(t, st.raw, upper.table)
 		}
-		open := func(st *store) *AuditService {
+		open := func(st *backend) *AuditService {
 			s, err := New(append(st.opts(), WithLogger(discardLogger()))...)
 			require.NoError(t, err)
 			t.Cleanup(func() {
@@ -350,7 +350,7 @@ func TestHostUnicodeRoundTrip(t *testing.T) {
 		strings.Repeat(quad, 64), // exactly 256 bytes of 4-byte runes
 		strings.Repeat(quad, 63) + "abcd",
 	}
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t)
 		require.Equal(t, len(actors), countDistinct(actors), "the actors are distinct byte strings")

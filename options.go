@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -94,6 +95,18 @@ func defaultConfig() config {
 	}
 }
 
+// databaseName names the database in errors and logs: the SQLite path, or
+// the dialector's name.
+func (c *config) databaseName() string {
+	switch {
+	case c.db != nil:
+		return "(the shared " + c.db.Dialector.Name() + " *gorm.DB)"
+	case c.dialector != nil:
+		return "(" + c.dialector.Name() + " dialector)"
+	}
+	return strconv.Quote(c.sqlitePath)
+}
+
 func (c *config) fail(option, format string, args ...any) {
 	c.errs = append(c.errs, fmt.Errorf("audit: %s: %s", option, fmt.Sprintf(format, args...)))
 }
@@ -133,7 +146,7 @@ func WithDialector(d gorm.Dialector) Option {
 			return
 		}
 		if _, ok := dialectFor(d.Name()); !ok {
-			c.fail("WithDialector", "unsupported dialect %q (want sqlite or postgres)", d.Name())
+			c.fail("WithDialector", "unsupported dialect %q (want %s)", d.Name(), supportedDialects())
 			return
 		}
 		c.dialector = d
@@ -150,7 +163,7 @@ func WithDB(db *gorm.DB) Option {
 			return
 		}
 		if _, ok := dialectFor(db.Dialector.Name()); !ok {
-			c.fail("WithDB", "unsupported dialect %q (want sqlite or postgres)", db.Dialector.Name())
+			c.fail("WithDB", "unsupported dialect %q (want %s)", db.Dialector.Name(), supportedDialects())
 			return
 		}
 		c.db = db

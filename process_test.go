@@ -97,7 +97,7 @@ func TestSeveralProcessesOneChain(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		const children, each = 3, 3000
 		ctx := context.Background()
 		// Create the schema first, as a deployment's first replica would;
@@ -170,7 +170,7 @@ func TestSeveralProcessesOneChain(t *testing.T) {
 // TestConcurrentSchemaCreation starts services on a new table together:
 // creating the schema at once must not fail any of them.
 func TestConcurrentSchemaCreation(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *store) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
 		const services = 8
 		ctx := context.Background()
 		start := make(chan struct{})

@@ -17,25 +17,21 @@ const pruneChunk = 1000
 // works in transactions of at most 1000 entries, between which the writer
 // commits.
 func (s *AuditService) Prune(ctx context.Context, before time.Time) (int64, error) {
-	sess, done, err := s.ready(ctx, "prune")
+	sess, done, err := s.use(ctx, "prune")
 	if err != nil {
 		return 0, err
 	}
 	defer done()
-	b := before.UTC()
-	if b.Year() < 1 {
+	cutoff := pruneCutoff(before)
+	if cutoff == "" {
 		return 0, nil // no entry is that old
-	}
-	cutoff := b.Format(timeLayout)
-	if b.Year() > 9999 {
-		cutoff = "\U0010FFFF" // after every stored time
 	}
 	var total int64
 	for {
-		n, more, err := s.pruneOnce(ctx, sess, cutoff)
+		n, more, err := s.st.pruneOnce(ctx, sess, cutoff)
 		total += n
 		if err != nil {
-			return total, fmt.Errorf("audit: prune: %w", err)
+			return total, opErr("prune", err)
 		}
 		if !more {
 			return total, nil
@@ -43,19 +39,30 @@ func (s *AuditService) Prune(ctx context.Context, before time.Time) (int64, erro
 	}
 }
 
+// pruneCutoff returns the stored time text that entries older than before
+// sort below, or "" when no entry can be that old.
+func pruneCutoff(before time.Time) string {
+	b := before.UTC()
+	switch {
+	case b.Year() < 1:
+		return ""
+	case b.Year() > 9999:
+		return "\U0010FFFF" // after every stored time
+	}
+	return b.Format(timeLayout)
+}
+
 // pruneOnce deletes up to pruneChunk entries older than cutoff from the
 // start of the chain, and reports whether there may be more.
-func (s *AuditService) pruneOnce(ctx context.Context, sess *session, cutoff string) (n int64, more bool, err error) {
-	err = s.writeTx(ctx, sess, func(tx execer) error {
-		if sess.d.postgres {
-			// Take turns with writers and other processes' prunes, so that
-			// the scan below sees the latest prefix and the checkpoint only
-			// moves forward. (SQLite's BEGIN IMMEDIATE does this already.)
-			var id int64
-			var hash string
-			if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&id, &hash); err != nil {
-				return fmt.Errorf("lock chain head: %w", err)
-			}
+func (st *store) pruneOnce(ctx context.Context, sess *session, cutoff string) (n int64, more bool, err error) {
+	err = st.writeTx(ctx, sess, func(tx execer) error {
+		// Take turns with writers and other processes' prunes (the head
+		// row's lock, where the dialect needs one), so that the scan below
+		// sees the latest prefix and the checkpoint only moves forward.
+		var id int64
+		var hash string
+		if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&id, &hash); err != nil {
+			return fmt.Errorf("lock chain head: %w", err)
 		}
 		rows, err := tx.QueryContext(ctx, sess.q.pruneScan, pruneChunk)
 		if err != nil {
@@ -100,31 +107,4 @@ func (s *AuditService) pruneOnce(ctx context.Context, sess *session, cutoff stri
 		return 0, false, err
 	}
 	return n, more, nil
-}
-
-// runRetention is the background pruning of WithRetention, started by New
-// and ended by Shutdown (ctx). It prunes once the database is first open,
-// then every interval.
-func (s *AuditService) runRetention(ctx context.Context) {
-	defer close(s.retainDone)
-	select {
-	case <-s.opened:
-	case <-ctx.Done():
-		return
-	}
-	for {
-		before := s.cfg.clock().Add(-s.cfg.retention)
-		if n, err := s.Prune(ctx, before); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			s.failures.Add(1)
-			s.log.Warn("audit: retention prune failed; retrying at the next interval", "err", err)
-		} else if n > 0 {
-			s.log.Info("audit: retention pruned entries", "entries", n, "before", before)
-		}
-		if !sleep(s.cfg.retentionEvery, ctx.Done()) {
-			return
-		}
-	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -31,138 +30,27 @@ const (
 	MaxListLimit     = 10000 // the largest Filter.Limit
 )
 
-// columns are the stored columns, in the order that every SELECT and the
-// INSERT use.
-const columns = "id, time, event_type, actor, resource, outcome, request_id, details, prev_hash, hash"
-
-// queries are the SQL texts of one table on one dialect, built once when
-// the session opens.
-type queries struct {
-	d     dialect
-	table string // quoted
-	// key names the table's row in the chain heads: SQLite's names are
-	// case-insensitive, so there "Logs" and "logs" are one table and must
-	// share one head.
-	key        string
-	schema     []string
-	initHead   string   // arg: table name
-	head       string   // arg: table name; locks the row on PostgreSQL
-	setHead    string   // args: last_id, last_hash, table name
-	get        string   // arg: id
-	insertHead string   // INSERT INTO t (columns) VALUES
-	pruneScan  string   // args: limit
-	pruneDel   string   // arg: last id
-	checkpoint string   // args: pruned_id, pruned_hash, table name
-	chainState string   // arg: table name
-	resetHead  string   // args: last_id, last_hash, pruned_id, pruned_hash, table name
-	verifyScan string   // args: after id, limit
-	objects    []string // the tables and indexes the schema creates
-	objCount   string   // args: objects; counts those that exist
-	headCount  string   // arg: table name; counts its chain head row
-}
-
-func newQueries(d dialect, table string) queries {
-	t := quote(table)
-	q := queries{d: d, table: t, key: table}
-	if !d.postgres {
-		q.key = strings.ToLower(table)
-	}
-	// SQLite: id is the rowid, which every index ends with already.
-	// PostgreSQL: indexes name id, and time compares byte-wise (the "C"
-	// collation), as the fixed-width text needs.
-	idType, idSuffix, timeType := "INTEGER", "", "TEXT"
-	if d.postgres {
-		idType, idSuffix, timeType = "BIGINT", ", id", `TEXT COLLATE "C"`
-	}
-	// Time is fixed-width RFC 3339 text (see timeLayout), details the JSON
-	// exactly as hashed: both read back byte for byte.
-	q.schema = []string{
-		`CREATE TABLE IF NOT EXISTS ` + t + ` (
-	id ` + idType + ` PRIMARY KEY,
-	time ` + timeType + ` NOT NULL,
-	event_type TEXT NOT NULL,
-	actor TEXT NOT NULL,
-	resource TEXT NOT NULL DEFAULT '',
-	outcome TEXT NOT NULL DEFAULT '',
-	request_id TEXT NOT NULL DEFAULT '',
-	details TEXT,
-	prev_hash TEXT NOT NULL,
-	hash TEXT NOT NULL)`,
-		`CREATE TABLE IF NOT EXISTS ` + chainTable + ` (
-	table_name TEXT PRIMARY KEY,
-	last_id BIGINT NOT NULL,
-	last_hash TEXT NOT NULL,
-	pruned_id BIGINT NOT NULL,
-	pruned_hash TEXT NOT NULL)`,
-	}
-	q.objects = []string{table, chainTable}
-	for _, col := range filterColumns {
-		index := ident(table, "_"+col+"_idx")
-		q.objects = append(q.objects, index)
-		q.schema = append(q.schema, `CREATE INDEX IF NOT EXISTS `+quote(index)+` ON `+t+` (`+col+idSuffix+`)`)
-	}
-	phs := make([]string, len(q.objects))
-	for i := range phs {
-		phs[i] = d.ph(i + 1)
-	}
-	q.objCount = `SELECT COUNT(*) FROM sqlite_master WHERE name COLLATE NOCASE IN (` + strings.Join(phs, ", ") + `)`
-	if d.postgres {
-		q.objCount = `SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-	WHERE n.nspname = current_schema() AND c.relname IN (` + strings.Join(phs, ", ") + `)`
-	}
-	q.headCount = `SELECT COUNT(*) FROM ` + chainTable + ` WHERE table_name = ` + d.ph(1)
-	// A table that predates the head row (or lost it) continues from its
-	// last entry, so new IDs never collide with old ones.
-	q.initHead = `INSERT INTO ` + chainTable + ` (table_name, last_id, last_hash, pruned_id, pruned_hash)
-	SELECT ` + d.ph(1) + `,
-		COALESCE((SELECT MAX(id) FROM ` + t + `), 0),
-		COALESCE((SELECT hash FROM ` + t + ` ORDER BY id DESC LIMIT 1), ''),
-		COALESCE((SELECT MIN(id) - 1 FROM ` + t + `), 0),
-		COALESCE((SELECT prev_hash FROM ` + t + ` ORDER BY id LIMIT 1), '')
-	WHERE true
-	ON CONFLICT (table_name) DO NOTHING`
-	q.head = `SELECT last_id, last_hash FROM ` + chainTable + ` WHERE table_name = ` + d.ph(1)
-	if d.postgres {
-		q.head += ` FOR UPDATE`
-	}
-	q.setHead = `UPDATE ` + chainTable + ` SET last_id = ` + d.ph(1) + `, last_hash = ` + d.ph(2) + ` WHERE table_name = ` + d.ph(3)
-	q.get = `SELECT ` + columns + ` FROM ` + t + ` WHERE id = ` + d.ph(1)
-	q.insertHead = `INSERT INTO ` + t + ` (` + columns + `) VALUES `
-	q.pruneScan = `SELECT id, time, hash FROM ` + t + ` ORDER BY id LIMIT ` + d.ph(1)
-	q.pruneDel = `DELETE FROM ` + t + ` WHERE id <= ` + d.ph(1)
-	q.checkpoint = `UPDATE ` + chainTable + ` SET pruned_id = ` + d.ph(1) + `, pruned_hash = ` + d.ph(2) + ` WHERE table_name = ` + d.ph(3)
-	q.chainState = `SELECT last_id, last_hash, pruned_id, pruned_hash FROM ` + chainTable + ` WHERE table_name = ` + d.ph(1)
-	q.resetHead = `UPDATE ` + chainTable + ` SET last_id = ` + d.ph(1) + `, last_hash = ` + d.ph(2) +
-		`, pruned_id = ` + d.ph(3) + `, pruned_hash = ` + d.ph(4) + ` WHERE table_name = ` + d.ph(5)
-	q.verifyScan = `SELECT ` + columns + ` FROM ` + t + ` WHERE id > ` + d.ph(1) + ` ORDER BY id LIMIT ` + d.ph(2)
-	return q
-}
-
-// filterColumns are the indexed columns, one index each, ordered by ID
-// within a value so that an equality filter reads in ID order.
-var filterColumns = []string{"actor", "event_type", "resource", "outcome", "request_id", "time"}
-
 // Get returns the committed entry with the given ID, or ErrNotFound.
 func (s *AuditService) Get(ctx context.Context, id int64) (Entry, error) {
-	sess, done, err := s.ready(ctx, "get")
+	sess, done, err := s.use(ctx, "get")
 	if err != nil {
 		return Entry{}, err
 	}
 	defer done()
 	rows, err := sess.sqlDB.QueryContext(ctx, sess.q.get, id)
 	if err != nil {
-		return Entry{}, fmt.Errorf("audit: get %d: %w", id, err)
+		return Entry{}, opErr("get "+itoa(id), err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			return Entry{}, fmt.Errorf("audit: get %d: %w", id, err)
+			return Entry{}, opErr("get "+itoa(id), err)
 		}
-		return Entry{}, fmt.Errorf("audit: get %d: %w", id, ErrNotFound)
+		return Entry{}, opErr("get "+itoa(id), ErrNotFound)
 	}
 	e, err := scanEntry(rows)
 	if err != nil {
-		return Entry{}, fmt.Errorf("audit: get %d: %w", id, err)
+		return Entry{}, opErr("get "+itoa(id), err)
 	}
 	return e, nil
 }
@@ -173,9 +61,9 @@ func (s *AuditService) Get(ctx context.Context, id int64) (Entry, error) {
 // AfterID (ascending) or BeforeID (descending) set to the last ID seen.
 func (s *AuditService) List(ctx context.Context, f Filter) ([]Entry, error) {
 	if err := f.check(true); err != nil {
-		return nil, fmt.Errorf("audit: list: %w", err)
+		return nil, opErr("list", err)
 	}
-	sess, done, err := s.ready(ctx, "list")
+	sess, done, err := s.use(ctx, "list")
 	if err != nil {
 		return nil, err
 	}
@@ -193,19 +81,19 @@ func (s *AuditService) List(ctx context.Context, f Filter) ([]Entry, error) {
 	query := "SELECT " + columns + " FROM " + sess.q.table + where + order + " LIMIT " + sess.q.d.ph(len(args))
 	rows, err := sess.sqlDB.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("audit: list: %w", err)
+		return nil, opErr("list", err)
 	}
 	defer rows.Close()
 	out := make([]Entry, 0, min(limit, 128))
 	for rows.Next() {
 		e, err := scanEntry(rows)
 		if err != nil {
-			return nil, fmt.Errorf("audit: list: %w", err)
+			return nil, opErr("list", err)
 		}
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("audit: list: %w", err)
+		return nil, opErr("list", err)
 	}
 	return out, nil
 }
@@ -214,9 +102,9 @@ func (s *AuditService) List(ctx context.Context, f Filter) ([]Entry, error) {
 // and f.Desc.
 func (s *AuditService) Count(ctx context.Context, f Filter) (int64, error) {
 	if err := f.check(false); err != nil {
-		return 0, fmt.Errorf("audit: count: %w", err)
+		return 0, opErr("count", err)
 	}
-	sess, done, err := s.ready(ctx, "count")
+	sess, done, err := s.use(ctx, "count")
 	if err != nil {
 		return 0, err
 	}
@@ -224,7 +112,7 @@ func (s *AuditService) Count(ctx context.Context, f Filter) (int64, error) {
 	where, args := sess.q.where(&f)
 	var n int64
 	if err := sess.sqlDB.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+sess.q.table+where, args...).Scan(&n); err != nil {
-		return 0, fmt.Errorf("audit: count: %w", err)
+		return 0, opErr("count", err)
 	}
 	return n, nil
 }
@@ -319,132 +207,5 @@ func scanRow(rows *sql.Rows) (id int64, r record, prevHash, hash string, err err
 	err = rows.Scan(&id, &r.time, &r.eventType, &r.actor, &r.resource, &r.outcome, &r.requestID, &r.details, &prevHash, &hash)
 	return id, r, prevHash, hash, err
 }
-
-// insertBatch writes recs in one transaction: it reads the chain head,
-// links and hashes the entries after it, inserts them in multi-row INSERTs
-// and advances the head, so that the chain cannot fork however many
-// services write the table.
-func (s *AuditService) insertBatch(ctx context.Context, sess *session, recs []*record) error {
-	text := insertTextOf(&sess.q)
-	return s.writeTx(ctx, sess, func(tx execer) error {
-		var lastID int64
-		var lastHash string
-		if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&lastID, &lastHash); err != nil {
-			return fmt.Errorf("read chain head: %w", err)
-		}
-		// On SQLite, compiling a multi-row INSERT costs about as much per
-		// row as binding its values: a batch prepares one of
-		// sqliteInsertRows rows once and runs it for every full chunk.
-		// (PostgreSQL's driver caches statements by their text itself,
-		// and fewer statements save round trips.)
-		rowsPer := insertChunk
-		if !sess.d.postgres {
-			rowsPer = sqliteInsertRows
-		}
-		var full *sql.Stmt
-		if p, ok := tx.(preparer); ok && !sess.d.postgres && len(recs) >= 2*rowsPer {
-			stmt, err := p.PrepareContext(ctx, text.rows(rowsPer))
-			if err != nil {
-				return fmt.Errorf("prepare insert: %w", err)
-			}
-			defer stmt.Close()
-			full = stmt
-		}
-		args := make([]any, 0, min(len(recs), rowsPer)*10)
-		for start := 0; start < len(recs); start += rowsPer {
-			chunk := recs[start:min(start+rowsPer, len(recs))]
-			args = args[:0]
-			for _, r := range chunk {
-				lastID++
-				hash := s.chain.hash(lastHash, r)
-				var details any
-				if r.details != nil {
-					details = string(r.details)
-				}
-				args = append(args, lastID, r.time, r.eventType, r.actor, r.resource, r.outcome, r.requestID, details, lastHash, hash)
-				lastHash = hash
-			}
-			var err error
-			if full != nil && len(chunk) == rowsPer {
-				_, err = full.ExecContext(ctx, args...)
-			} else {
-				_, err = tx.ExecContext(ctx, text.rows(len(chunk)), args...)
-			}
-			if err != nil {
-				return fmt.Errorf("insert %d entries: %w", len(chunk), err)
-			}
-		}
-		if _, err := tx.ExecContext(ctx, sess.q.setHead, lastID, lastHash, sess.q.key); err != nil {
-			return fmt.Errorf("advance chain head: %w", err)
-		}
-		return nil
-	})
-}
-
-// preparer is the PrepareContext of *sql.Conn and *sql.Tx.
-type preparer interface {
-	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
-}
-
-// insertText is the multi-row INSERT of one table on one dialect: the
-// text for insertChunk rows, of which the text for n rows is a prefix
-// (placeholders are numbered from the first row on), so that no batch
-// builds SQL.
-type insertText struct {
-	sql  string
-	ends [insertChunk + 1]int // ends[n] is the length of the text for n rows
-}
-
-// rows returns the INSERT of n rows, 1 <= n <= insertChunk.
-func (t *insertText) rows(n int) string { return t.sql[:t.ends[n]] }
-
-// insertTexts caches the insertText of every table and dialect that a
-// service of this process has written: a few kilobytes each.
-var insertTexts sync.Map // insertTextKey -> *insertText
-
-type insertTextKey struct {
-	head     string // queries.insertHead: names the table
-	postgres bool   // the placeholders' style
-}
-
-// insertTextOf returns q's insertText, building it on first use.
-func insertTextOf(q *queries) *insertText {
-	key := insertTextKey{q.insertHead, q.d.postgres}
-	if t, ok := insertTexts.Load(key); ok {
-		return t.(*insertText)
-	}
-	t := new(insertText)
-	var b strings.Builder
-	b.WriteString(q.insertHead)
-	arg := 0
-	for row := 1; row <= insertChunk; row++ {
-		if row > 1 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('(')
-		for c := 0; c < 10; c++ {
-			if c > 0 {
-				b.WriteByte(',')
-			}
-			arg++
-			b.WriteString(q.d.ph(arg))
-		}
-		b.WriteByte(')')
-		t.ends[row] = b.Len()
-	}
-	t.sql = b.String()
-	cached, _ := insertTexts.LoadOrStore(key, t)
-	return cached.(*insertText)
-}
-
-// insertChunk is the most rows per INSERT statement: 10 arguments a row
-// stays below SQLite's and PostgreSQL's limits on bound parameters.
-const insertChunk = 256
-
-// sqliteInsertRows is the rows per INSERT on SQLite: small enough that
-// compiling it once per batch costs little (a 256-row INSERT took 0.4 ms
-// to prepare, 1.6 µs a row), big enough that running it once per chunk
-// does too.
-const sqliteInsertRows = 64
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

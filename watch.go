@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 )
 
 // A SQLite file can be deleted or replaced under a running service: an
@@ -22,9 +21,6 @@ import (
 // Only files that WithSQLite opened are watched: the DSN of a dialector or
 // db the caller built is not the service's to parse.
 
-// fileCheckEvery is how often an idle writer checks the file.
-const fileCheckEvery = 2 * time.Second
-
 // chainHead is the state of a table's chain: its head and its prune
 // checkpoint.
 type chainHead struct {
@@ -35,37 +31,40 @@ type chainHead struct {
 // fileChanged reports whether the file that sess opened is no longer the
 // one at its path.
 func fileChanged(sess *session) bool {
-	if sess.file == nil {
+	if sess.ident == nil {
 		return false
 	}
-	fi, err := os.Stat(sess.path)
-	return err != nil || !os.SameFile(fi, sess.file)
+	fi, err := os.Stat(sess.file)
+	return err != nil || !os.SameFile(fi, sess.ident)
 }
 
 // checkFile retires sess if its file was deleted or replaced, and reports
-// whether it did.
-func (s *AuditService) checkFile(ctx context.Context, sess *session) bool {
+// whether it did. It waits for the calls using sess (until giveUp is
+// closed): the old file must be closed, by every connection, before the
+// path is opened again.
+func (st *store) checkFile(ctx context.Context, sess *session, giveUp <-chan struct{}) bool {
 	if !fileChanged(sess) {
 		return false
 	}
-	// Wait for the queries using sess: the old file must be closed, by
-	// every connection, before the path is opened again.
-	s.useMu.Lock()
-	defer s.useMu.Unlock()
-	s.openMu.Lock()
-	defer s.openMu.Unlock()
-	if s.sess.Load() != sess {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.sess.Load() != sess {
 		return true // retired already
 	}
-	s.failures.Add(1)
+	st.failures.Add(1)
+	st.sess.Store(nil)
+	select {
+	case <-sess.retire():
+	case <-giveUp:
+	}
 	head, err := readHead(ctx, sess.sqlDB, sess)
 	if err != nil {
-		s.log.Error("audit: the database file was deleted or replaced, and its chain head cannot be read: the new file starts a new chain",
-			"path", sess.path, "err", err)
+		st.log.Error("audit: the database file was deleted or replaced, and its chain head cannot be read: the new file starts a new chain",
+			"path", sess.file, "err", err)
 	} else {
-		s.carry = &head
-		s.log.Error("audit: the database file was deleted or replaced; writing continues in a new file at the path, its chain continuing from the last committed head",
-			"path", sess.path, "head_id", head.lastID, "head", head.lastHash)
+		st.carry = &head
+		st.log.Error("audit: the database file was deleted or replaced; writing continues in a new file at the path, its chain continuing from the last committed head",
+			"path", sess.file, "head_id", head.lastID, "head", head.lastHash)
 	}
 	// The old file's -wal and -shm files are still at the path: SQLite
 	// would replay that WAL into whatever file the path holds now. Close
@@ -73,18 +72,17 @@ func (s *AuditService) checkFile(ctx context.Context, sess *session) bool {
 	// the ones it used.
 	sidecars := map[string]os.FileInfo{}
 	for _, suffix := range []string{"-wal", "-shm"} {
-		if fi, err := os.Stat(sess.path + suffix); err == nil {
-			sidecars[sess.path+suffix] = fi
+		if fi, err := os.Stat(sess.file + suffix); err == nil {
+			sidecars[sess.file+suffix] = fi
 		}
 	}
-	s.sess.Store(nil)
 	if err := sess.close(); err != nil {
-		s.log.Warn("audit: close the replaced database", "err", err)
+		st.log.Warn("audit: close the replaced database", "err", err)
 	}
 	for name, was := range sidecars {
 		if fi, err := os.Stat(name); err == nil && os.SameFile(fi, was) {
 			if err := os.Remove(name); err != nil {
-				s.log.Warn("audit: remove the replaced database's "+name[len(sess.path):]+" file", "err", err)
+				st.log.Warn("audit: remove the replaced database's "+name[len(sess.file):]+" file", "err", err)
 			}
 		}
 	}
@@ -109,8 +107,8 @@ var errForeignLog = errors.New("the file at the path holds another log, which do
 // takes carry as its prune checkpoint and head. A log that already
 // continues it (the same head, or carry as its checkpoint: another process
 // got there first) is left as it is; any other is refused.
-func (s *AuditService) continueChain(ctx context.Context, sess *session, carry *chainHead) error {
-	return s.writeTx(ctx, sess, func(tx execer) error {
+func (st *store) continueChain(ctx context.Context, sess *session, carry *chainHead) error {
+	return st.writeTx(ctx, sess, func(tx execer) error {
 		h, err := readHead(ctx, tx, sess)
 		if err != nil {
 			return err

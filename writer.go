@@ -2,21 +2,32 @@ package audit
 
 import (
 	"context"
-	"fmt"
 	"time"
 )
 
-// The writer is one goroutine that owns all of the service's batch writes.
-// New starts it (go s.runWriter()); it ends when Shutdown has begun and the
-// queue is drained, or at once when Shutdown's ctx ends (abort), and
-// Shutdown waits for it (writerDone).
+// The writer is one goroutine that owns all of the service's background
+// writes, and this file is its whole lifecycle:
 //
-// It takes entries from the queue in order, up to BatchSize per
-// transaction, without waiting for a batch to fill: a lone entry is written
-// at once, and entries that arrive while a transaction commits form the
-// next batch (group commit). A failed batch is retried, whole and in order,
-// with capped exponential backoff. Flush barriers and sync callers are
-// answered only after the transaction holding their entries has committed.
+//   - New starts it (go s.runWriter()).
+//   - It takes entries from the queue in order, up to BatchSize per
+//     transaction, without waiting for a batch to fill: a lone entry is
+//     written at once, and entries that arrive while a transaction commits
+//     form the next batch (group commit). A failed batch is retried, whole
+//     and in order, with capped exponential backoff. Flush barriers and
+//     sync callers are answered only after the transaction holding their
+//     entries has committed.
+//   - Its ticker checks, while idle, that the SQLite file is still the one
+//     it opened (watch.go), and starts the retention prune of
+//     WithRetention, which it runs one chunk at a time between batches.
+//   - Its context is s.abort. Shutdown closes the intake; the writer then
+//     drains the queue and ends. When a Shutdown caller's ctx ends first,
+//     Shutdown cancels s.abort: every statement the writer runs is
+//     interrupted, and it logs what it could not commit and ends.
+//   - Shutdown waits for its end (s.writerDone) before closing the store.
+//
+// The writer uses the store's session without registering as a user
+// (store.use): it is the only one that retires a session (checkFile), and
+// the store is closed only after the writer has ended.
 
 // Backoff of the writer's retries.
 const (
@@ -25,17 +36,31 @@ const (
 	// writeTimeout bounds one attempt, so that a hung connection is
 	// counted as a failure and retried rather than waited on for ever.
 	writeTimeout = 30 * time.Second
+	// fileCheckEvery is how often an idle writer checks the file.
+	fileCheckEvery = 2 * time.Second
 )
+
+// retention is the state of the writer's background pruning.
+type retention struct {
+	cutoff string    // the run in progress prunes entries before it; "" when none is
+	began  time.Time // when the last run began; zero before the first
+	pruned int64     // entries the run in progress has pruned
+}
 
 func (s *AuditService) runWriter() {
 	defer close(s.writerDone)
+	every := fileCheckEvery
+	if s.cfg.retention > 0 {
+		every = min(every, s.cfg.retentionEvery)
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
 	batch := make([]item, 0, s.cfg.batchSize)
 	recs := make([]*record, 0, s.cfg.batchSize)
-	watch := time.NewTicker(fileCheckEvery)
-	defer watch.Stop()
+	var ret retention
 	for {
 		var ok bool
-		batch, ok = s.nextBatch(batch[:0], watch.C)
+		batch, ok = s.nextBatch(batch[:0], tick.C, &ret)
 		if !ok {
 			// Shutdown: after a full drain there is nothing left, and
 			// abandon only returns; after an abort it logs what is left.
@@ -58,38 +83,51 @@ func (s *AuditService) runWriter() {
 			}
 			batch[i] = item{} // let the records go
 		}
+		if ret.cutoff != "" {
+			s.retainChunk(&ret)
+		}
 	}
 }
 
 // nextBatch waits for the first item, then takes what else is queued, up to
-// BatchSize entries. It reports false when the writer should end: after
-// Shutdown began, once no sender can add more and the queue is empty, or on
-// abort; whatever it returns then has not been written.
-func (s *AuditService) nextBatch(b []item, tick <-chan time.Time) ([]item, bool) {
+// BatchSize entries. While a retention run is in progress it does not wait:
+// with nothing queued it returns no item, so that the writer prunes the
+// next chunk. It reports false when the writer should end: after Shutdown
+// began, once no sender can add more and the queue is empty, or on abort;
+// whatever it returns then has not been written.
+func (s *AuditService) nextBatch(b []item, tick <-chan time.Time, ret *retention) ([]item, bool) {
 	var first item
-wait:
-	for {
+	if ret.cutoff != "" && !s.in.isClosed() {
 		select {
-		case first = <-s.queue:
-			break wait
-		case <-tick:
-			// Idle: is the file still there? (See watch.go.)
-			if sess := s.sess.Load(); sess != nil {
-				s.checkFile(s.writerCtx, sess)
-			}
-		case <-s.stop:
+		case first = <-s.in.queue:
+		default:
+			return b, true
+		}
+	} else {
+		ret.cutoff = "" // Shutdown began: the retention run is dropped
+	wait:
+		for {
 			select {
-			case first = <-s.queue:
+			case first = <-s.in.queue:
 				break wait
-			case <-s.sendersDone:
-				select {
-				case first = <-s.queue:
-					break wait
-				default:
-					return b, false // drained: nobody can send any more
+			case <-tick:
+				if s.tick(ret) {
+					return b, true
 				}
-			case <-s.abort:
-				return b, false
+			case <-s.in.closing:
+				select {
+				case first = <-s.in.queue:
+					break wait
+				case <-s.in.idle:
+					select {
+					case first = <-s.in.queue:
+						break wait
+					default:
+						return b, false // drained: nobody can send any more
+					}
+				case <-s.abort.Done():
+					return b, false
+				}
 			}
 		}
 	}
@@ -100,7 +138,7 @@ wait:
 	}
 	for n < s.cfg.batchSize {
 		select {
-		case it := <-s.queue:
+		case it := <-s.in.queue:
 			b = append(b, it)
 			if it.rec != nil {
 				n++
@@ -112,6 +150,51 @@ wait:
 	return b, true
 }
 
+// tick does the idle writer's periodic work: is the file still there (see
+// watch.go), and is a retention run due? It reports whether one began.
+func (s *AuditService) tick(ret *retention) bool {
+	sess := s.st.sess.Load()
+	if sess == nil {
+		return false // not open yet: nothing to check or prune
+	}
+	if s.st.checkFile(s.abort, sess, s.abort.Done()) {
+		return false
+	}
+	if s.cfg.retention <= 0 || (!ret.began.IsZero() && time.Since(ret.began) < s.cfg.retentionEvery) {
+		return false
+	}
+	before := s.cfg.clock().Add(-s.cfg.retention)
+	ret.began, ret.pruned = time.Now(), 0
+	ret.cutoff = pruneCutoff(before)
+	return ret.cutoff != ""
+}
+
+// retainChunk prunes one chunk of the retention run in progress, and ends
+// the run when nothing is left to prune or the prune failed (the next
+// interval tries again).
+func (s *AuditService) retainChunk(ret *retention) {
+	sess := s.st.sess.Load()
+	if sess == nil {
+		ret.cutoff = "" // retired: the next interval prunes the new file
+		return
+	}
+	n, more, err := s.st.pruneOnce(s.abort, sess, ret.cutoff)
+	ret.pruned += n
+	switch {
+	case err != nil:
+		ret.cutoff = ""
+		if s.abort.Err() == nil {
+			s.stats.failures.Add(1)
+			s.log.Warn("audit: retention prune failed; retrying at the next interval", "err", err)
+		}
+	case !more:
+		ret.cutoff = ""
+		if ret.pruned > 0 {
+			s.log.Info("audit: retention pruned entries", "entries", ret.pruned)
+		}
+	}
+}
+
 // commitWithRetry writes recs in one transaction, retrying with backoff
 // until it commits (true) or Shutdown aborts (false).
 func (s *AuditService) commitWithRetry(recs []*record) bool {
@@ -119,20 +202,18 @@ func (s *AuditService) commitWithRetry(recs []*record) bool {
 	for {
 		err := s.commitOnce(recs)
 		if err == nil {
-			s.lastErr.Store(nil)
-			s.written.Add(uint64(len(recs)))
-			s.batches.Add(1)
-			s.queued.Add(-int64(len(recs)))
+			s.stats.lastErr.Store(nil)
+			s.stats.written.Add(uint64(len(recs)))
+			s.stats.batches.Add(1)
+			s.stats.queued.Add(-int64(len(recs)))
 			return true
 		}
-		select {
-		case <-s.abort:
+		if s.abort.Err() != nil {
 			return false
-		default:
 		}
-		s.lastErr.Store(&err)
+		s.stats.lastErr.Store(&err)
 		s.log.Warn("audit: write failed; retrying", "entries", len(recs), "retry_in", backoff, "err", err)
-		if !sleep(backoff, s.abort) {
+		if !sleep(backoff, s.abort.Done()) {
 			return false
 		}
 		backoff = min(2*backoff, backoffMax)
@@ -142,20 +223,20 @@ func (s *AuditService) commitWithRetry(recs []*record) bool {
 // commitOnce makes one attempt. It runs under the writer's own context,
 // never a caller's: a caller that gives up does not abort its batch.
 func (s *AuditService) commitOnce(recs []*record) error {
-	ctx, cancel := context.WithTimeout(s.writerCtx, writeTimeout)
+	ctx, cancel := context.WithTimeout(s.abort, writeTimeout)
 	defer cancel()
-	sess, err := s.session(ctx) // counts its own failures
+	sess, err := s.st.session(ctx) // counts its own failures
 	if err != nil {
 		return err
 	}
-	if s.checkFile(ctx, sess) {
+	if s.st.checkFile(ctx, sess, s.abort.Done()) {
 		// Not a byte more into a file that left the path.
-		if sess, err = s.session(ctx); err != nil {
+		if sess, err = s.st.session(ctx); err != nil {
 			return err
 		}
 	}
 	if err := s.insertBatch(ctx, sess, recs); err != nil {
-		s.failures.Add(1)
+		s.stats.failures.Add(1)
 		return err
 	}
 	return nil
@@ -165,12 +246,12 @@ func (s *AuditService) commitOnce(recs []*record) error {
 // that was not committed, from the batch in hand and then from the queue,
 // as one line of JSON each, and answers their waiters.
 func (s *AuditService) abandon(batch []item) {
-	<-s.sendersDone // senders end promptly on abort; after that the queue only shrinks
-	errAbandoned := fmt.Errorf("audit: %w: shut down before the entry was committed", ErrClosed)
+	<-s.in.idle // senders end promptly on abort; after that the queue only shrinks
+	errAbandoned := errorf(ErrClosed, "shut down before the entry was committed")
 	drop := func(it item) {
 		if it.rec != nil {
-			s.lost.Add(1)
-			s.queued.Add(-1)
+			s.lost++
+			s.stats.queued.Add(-1)
 			s.log.Error("audit: entry not committed", "entry", it.rec.logJSON())
 		}
 		if it.done != nil {
@@ -182,13 +263,25 @@ func (s *AuditService) abandon(batch []item) {
 	}
 	for {
 		select {
-		case it := <-s.queue:
+		case it := <-s.in.queue:
 			drop(it)
 		default:
-			if n := s.lost.Load(); n > 0 {
-				s.log.Error("audit: shutdown ended before the queue was drained", "not_committed", n)
+			if s.lost > 0 {
+				s.log.Error("audit: shutdown ended before the queue was drained", "not_committed", s.lost)
 			}
 			return
 		}
+	}
+}
+
+// sleep waits for d or until done is closed, and says whether d passed.
+func sleep(d time.Duration, done <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-done:
+		return false
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/cleveragents/audit"
 	"github.com/cleveragents/audit/audithttp"
 	"github.com/cleveragents/audit/gormaudit"
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gorm.io/driver/sqlite"
@@ -32,11 +33,11 @@ func userHeader(r *http.Request) string { return r.Header.Get("X-User") }
 
 func TestRecordsOneEntryPerRequest(t *testing.T) {
 	svc, _ := newService(t)
-	h := audithttp.Middleware(svc, audithttp.WithActor(userHeader))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := wrap(t, svc, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusCreated)
 		_, _ = io.WriteString(w, "hello")
 		_, _ = io.WriteString(w, ", world")
-	}))
+	}), audithttp.WithActor(userHeader))
 	r := httptest.NewRequest(http.MethodPost, "/things/42%2F7?x=1", nil)
 	r.Header.Set("X-Request-ID", "abc-123")
 	r.Header.Set("X-User", "alice")
@@ -49,57 +50,18 @@ func TestRecordsOneEntryPerRequest(t *testing.T) {
 	e := es[0]
 	assert.Equal(t, "http.request", e.EventType)
 	assert.Equal(t, "alice", e.Actor)
-	assert.Equal(t, "POST /things/42%2F7", e.Resource)
+	assert.Equal(t, "/things/42%2F7", e.Resource, "the escaped path, without the query")
 	assert.Equal(t, "success", e.Outcome)
 	assert.Equal(t, "abc-123", e.RequestID)
 	assert.Equal(t, float64(http.StatusCreated), e.Details["status"])
 	assert.Equal(t, float64(len("hello, world")), e.Details["bytes"])
 	assert.Equal(t, r.RemoteAddr, e.Details["remote_addr"])
+	assert.Equal(t, "POST", e.Details["method"])
+	assert.Equal(t, "example.com", e.Details["host"])
+	assert.Equal(t, "x=1", e.Details["query"])
 	require.IsType(t, float64(0), e.Details["duration_ms"])
 	assert.GreaterOrEqual(t, e.Details["duration_ms"].(float64), 0.0)
-	assert.Len(t, e.Details, 4)
-}
-
-func TestRequestIDs(t *testing.T) {
-	svc, _ := newService(t)
-	var seen []string
-	h := audithttp.Middleware(svc)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, ok := audit.RequestIDFromContext(r.Context())
-		require.True(t, ok)
-		seen = append(seen, id)
-	}))
-
-	var got []string
-	for _, in := range []string{
-		"",                       // none
-		"",                       // none again: a different ID
-		strings.Repeat("x", 129), // too long
-		"has space",              // not visible ASCII
-		"caf\u00e9",              // not ASCII
-		"ok\x00",                 // NUL
-	} {
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		if in != "" {
-			r.Header.Set("X-Request-ID", in)
-		}
-		got = append(got, serve(h, r).Header().Get("X-Request-ID"))
-	}
-	for _, id := range got {
-		assert.Regexp(t, hexID, id)
-	}
-	assert.NotEqual(t, got[0], got[1])
-	assert.Equal(t, got, seen, "the handler sees the ID set on the response")
-
-	kept := strings.Repeat("k", 128)
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	r.Header.Set("X-Request-ID", kept)
-	assert.Equal(t, kept, serve(h, r).Header().Get("X-Request-ID"))
-
-	es := recorded(t, svc)
-	require.Len(t, es, len(got)+1)
-	for i, id := range append(got, kept) {
-		assert.Equal(t, id, es[i].RequestID)
-	}
+	assert.Len(t, e.Details, 7, "nothing was truncated: %v", e.Details)
 }
 
 func TestOutcomes(t *testing.T) {
@@ -116,7 +78,7 @@ func TestOutcomes(t *testing.T) {
 
 	svc, _ := newService(t)
 	statuses := []int{200, 204, 302, 400, 401, 403, 404, 500, 503}
-	h := audithttp.Middleware(svc)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := wrap(t, svc, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var status int
 		_, _ = fmt.Sscan(r.URL.Query().Get("s"), &status)
 		if status == 0 {
@@ -142,11 +104,11 @@ func TestOutcomes(t *testing.T) {
 func TestSkipPaths(t *testing.T) {
 	svc, _ := newService(t)
 	var calls atomic.Int64
-	h := audithttp.Middleware(svc, audithttp.WithSkipPaths("/healthz", "/readyz"))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := wrap(t, svc, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		_, ok := audit.RequestIDFromContext(r.Context())
 		assert.Equal(t, r.URL.Path == "/healthz/deep", ok)
-	}))
+	}), audithttp.WithSkipPaths("/healthz", "/readyz"))
 	w := serve(h, httptest.NewRequest(http.MethodGet, "/healthz", nil))
 	assert.Empty(t, w.Header().Get("X-Request-ID"))
 	serve(h, httptest.NewRequest(http.MethodGet, "/readyz?verbose=1", nil))
@@ -155,26 +117,28 @@ func TestSkipPaths(t *testing.T) {
 	assert.Equal(t, int64(3), calls.Load())
 	es := recorded(t, svc)
 	require.Len(t, es, 1)
-	assert.Equal(t, "GET /healthz/deep", es[0].Resource)
+	assert.Equal(t, "/healthz/deep", es[0].Resource)
 }
 
 func TestActorAndEventType(t *testing.T) {
 	svc, _ := newService(t)
 	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
-	serve(audithttp.Middleware(svc)(ok), httptest.NewRequest(http.MethodGet, "/a", nil))
-	serve(audithttp.Middleware(svc, audithttp.WithActor(userHeader))(ok), httptest.NewRequest(http.MethodGet, "/b", nil))
-	serve(audithttp.Middleware(svc, audithttp.WithEventType("api.call"), audithttp.WithActor(func(*http.Request) string {
-		return strings.Repeat("z", 300) // too long for an Actor: clipped, not lost
-	}))(ok), httptest.NewRequest(http.MethodDelete, "/c", nil))
+	serve(wrap(t, svc, ok), httptest.NewRequest(http.MethodGet, "/a", nil))
+	serve(wrap(t, svc, ok, audithttp.WithActor(userHeader)), httptest.NewRequest(http.MethodGet, "/b", nil))
+	serve(wrap(t, svc, ok, audithttp.WithEventType("api.call"), audithttp.WithActor(func(*http.Request) string {
+		return strings.Repeat("z", 300) // too long for an Actor: clipped and marked, not lost
+	})), httptest.NewRequest(http.MethodDelete, "/c", nil))
 
 	es := recorded(t, svc)
 	require.Len(t, es, 3)
 	assert.Equal(t, "anonymous", es[0].Actor)
 	assert.Equal(t, "anonymous", es[1].Actor, "an empty name is anonymous")
 	assert.Equal(t, "http.request", es[1].EventType)
-	assert.Equal(t, strings.Repeat("z", 256), es[2].Actor)
+	assert.Equal(t, strings.Repeat("z", audit.MaxFieldLen-len(audithttp.Truncated))+audithttp.Truncated, es[2].Actor)
+	assert.Equal(t, map[string]any{"actor": float64(300)}, es[2].Details["truncated"])
 	assert.Equal(t, "api.call", es[2].EventType)
-	assert.Equal(t, "DELETE /c", es[2].Resource)
+	assert.Equal(t, "/c", es[2].Resource)
+	assert.Equal(t, "DELETE", es[2].Details["method"])
 }
 
 // Note is a model the handler of TestContextPropagation writes.
@@ -193,14 +157,14 @@ func TestContextPropagation(t *testing.T) {
 	require.NoError(t, db.AutoMigrate(&Note{}))
 	require.NoError(t, db.Use(gormaudit.New(svc)))
 
-	h := audithttp.Middleware(svc, audithttp.WithActor(userHeader))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := wrap(t, svc, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		actor, ok := audit.ActorFromContext(r.Context())
 		assert.True(t, ok)
 		assert.Equal(t, "bob", actor)
 		// An entry with neither Actor nor RequestID takes both from ctx.
 		assert.NoError(t, svc.Record(r.Context(), audit.Entry{EventType: "note.viewed"}))
 		assert.NoError(t, db.WithContext(r.Context()).Create(&Note{Text: "hi"}).Error)
-	}))
+	}), audithttp.WithActor(userHeader))
 	r := httptest.NewRequest(http.MethodPost, "/notes", nil)
 	r.Header.Set("X-User", "bob")
 	w := serve(h, r)
@@ -218,7 +182,7 @@ func TestContextPropagation(t *testing.T) {
 
 func TestPanickingHandlerIsRecorded(t *testing.T) {
 	svc, _ := newService(t)
-	h := audithttp.Middleware(svc)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := wrap(t, svc, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		panic("boom")
 	}))
 	assert.PanicsWithValue(t, "boom", func() { serve(h, httptest.NewRequest(http.MethodGet, "/p", nil)) })
@@ -228,26 +192,6 @@ func TestPanickingHandlerIsRecorded(t *testing.T) {
 	assert.Equal(t, "failure", es[0].Outcome)
 	assert.Equal(t, float64(500), es[0].Details["status"])
 	assert.Equal(t, true, es[0].Details["panic"])
-}
-
-func TestResponseWriterKeepsInterfaces(t *testing.T) {
-	svc, _ := newService(t)
-	h := audithttp.Middleware(svc)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "a")
-		f, ok := w.(http.Flusher)
-		require.True(t, ok, "http.Flusher")
-		f.Flush()
-		require.NoError(t, http.NewResponseController(w).Flush(), "ResponseController through Unwrap")
-		n, err := io.Copy(w, strings.NewReader("bcd")) // io.ReaderFrom
-		require.NoError(t, err)
-		assert.Equal(t, int64(3), n)
-	}))
-	w := serve(h, httptest.NewRequest(http.MethodGet, "/", nil))
-	assert.True(t, w.Flushed)
-	assert.Equal(t, "abcd", w.Body.String())
-	es := recorded(t, svc)
-	require.Len(t, es, 1)
-	assert.Equal(t, float64(4), es[0].Details["bytes"])
 }
 
 func TestRealServer(t *testing.T) {
@@ -276,7 +220,7 @@ func TestRealServer(t *testing.T) {
 		_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\nhi")
 		_ = rw.Flush()
 	})
-	srv := httptest.NewServer(audithttp.Middleware(svc, audithttp.WithActor(userHeader))(mux))
+	srv := httptest.NewServer(wrap(t, svc, mux, audithttp.WithActor(userHeader)))
 	t.Cleanup(srv.Close)
 	client := newClient(t)
 	client.Timeout = 10 * time.Second
@@ -317,38 +261,28 @@ func TestRealServer(t *testing.T) {
 
 	es := recorded(t, svc)
 	require.Len(t, es, 3)
-	assert.Equal(t, "GET /stream", es[0].Resource)
+	assert.Equal(t, "/stream", es[0].Resource)
+	assert.Equal(t, http.MethodGet, es[0].Details["method"])
+	assert.Equal(t, srv.Listener.Addr().String(), es[0].Details["host"])
 	assert.Equal(t, "carol", es[0].Actor)
 	assert.Equal(t, "stream-1", es[0].RequestID)
 	assert.Equal(t, "success", es[0].Outcome)
 	assert.Equal(t, float64(len("first\nsecond\n")), es[0].Details["bytes"])
 	assert.True(t, strings.HasPrefix(es[0].Details["remote_addr"].(string), "127.0.0.1:"), es[0].Details["remote_addr"])
 
-	assert.Equal(t, "GET /forbidden", es[1].Resource)
+	assert.Equal(t, "/forbidden", es[1].Resource)
 	assert.Equal(t, "denied", es[1].Outcome)
 	assert.Equal(t, generated, es[1].RequestID)
 
-	assert.Equal(t, "GET /hijack", es[2].Resource)
+	assert.Equal(t, "/hijack", es[2].Resource)
 	assert.Equal(t, float64(101), es[2].Details["status"])
 	assert.Equal(t, true, es[2].Details["hijacked"])
 }
 
-// fullQueue returns a service whose queue (of one) cannot drain: SQLite's
-// write lock is held by another connection until release is called.
-func fullQueue(t *testing.T) (svc *audit.AuditService, release func()) {
-	t.Helper()
-	svc, path := newService(t, audit.WithOverflow(audit.OverflowFail), audit.WithQueueSize(1),
-		audit.WithLogger(new(logBuffer).logger()))
-	// Open the database and create the schema before taking the lock.
-	require.NoError(t, svc.Record(context.Background(), audit.Entry{EventType: "warm.up", Actor: "test"}))
-	require.NoError(t, svc.Flush(context.Background()))
-	return svc, holdWriteLock(t, path)
-}
-
 func TestOverflowIsCountedNotFailed(t *testing.T) {
 	svc, release := fullQueue(t)
-	var logs logBuffer
-	a := audithttp.New(svc, audithttp.WithLogger(logs.logger()))
+	var logs testutil.LogBuffer
+	a := newAuditor(t, svc, audithttp.WithLogger(logs.Logger()))
 	var calls atomic.Int64
 	h := a.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
@@ -374,74 +308,25 @@ func TestOverflowIsCountedNotFailed(t *testing.T) {
 	assert.Equal(t, 1+n-int(a.Dropped()), len(es), "every request not counted as dropped was recorded")
 }
 
-func TestFailClosed(t *testing.T) {
-	t.Run("a request that cannot be recorded is refused with 503", func(t *testing.T) {
-		svc, _ := newService(t)
-		var logs logBuffer
-		a := audithttp.New(svc, audithttp.WithFailClosed(true), audithttp.WithLogger(logs.logger()))
-		var calls atomic.Int64
-		h := a.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls.Add(1) }))
-		require.NoError(t, svc.Close())
-
-		w := serve(h, httptest.NewRequest(http.MethodPost, "/transfer", nil))
-		assert.Equal(t, http.StatusServiceUnavailable, w.Code)
-		assert.Regexp(t, hexID, w.Header().Get("X-Request-ID"))
-		assert.Zero(t, calls.Load(), "the handler must not run")
-		assert.Equal(t, uint64(1), a.Dropped())
-		assert.Contains(t, logs.String(), audit.ErrClosed.Error())
-	})
-
-	t.Run("a full queue refuses requests, and only those", func(t *testing.T) {
-		svc, release := fullQueue(t)
-		a := audithttp.New(svc, audithttp.WithFailClosed(true), audithttp.WithLogger(new(logBuffer).logger()))
-		var calls atomic.Int64
-		h := a.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls.Add(1) }))
-		served, refused := 0, 0
-		for refused == 0 {
-			require.Less(t, served, 10, "no request was refused")
-			switch code := serve(h, httptest.NewRequest(http.MethodGet, "/", nil)).Code; code {
-			case http.StatusOK:
-				served++
-			case http.StatusServiceUnavailable:
-				refused++
-			default:
-				t.Fatalf("status %d", code)
-			}
-		}
-		assert.Equal(t, int64(served), calls.Load())
-		release()
-		recorded(t, svc)
-	})
-
-	t.Run("a recorded request has a started and a final entry", func(t *testing.T) {
-		svc, _ := newService(t)
-		h := audithttp.Middleware(svc, audithttp.WithFailClosed(true))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.WriteHeader(http.StatusAccepted)
-		}))
-		w := serve(h, httptest.NewRequest(http.MethodPut, "/x", nil))
-		assert.Equal(t, http.StatusAccepted, w.Code)
-
-		es := recorded(t, svc)
-		require.Len(t, es, 2)
-		assert.Equal(t, "started", es[0].Outcome)
-		assert.Equal(t, map[string]any{"remote_addr": "192.0.2.1:1234"}, es[0].Details)
-		assert.Equal(t, "success", es[1].Outcome)
-		assert.Equal(t, float64(http.StatusAccepted), es[1].Details["status"])
-		assert.Equal(t, es[0].RequestID, es[1].RequestID)
-		assert.Equal(t, w.Header().Get("X-Request-ID"), es[0].RequestID)
-	})
+// countingRecorder is a Recorder that is not an *audit.AuditService: it
+// counts the calls and passes them on.
+type countingRecorder struct {
+	next  audithttp.Recorder
+	calls atomic.Int64
 }
 
-func TestNewPanicsOnInvalidOptions(t *testing.T) {
+func (c *countingRecorder) Record(ctx context.Context, e audit.Entry) error {
+	c.calls.Add(1)
+	return c.next.Record(ctx, e)
+}
+
+func TestAnyRecorder(t *testing.T) {
 	svc, _ := newService(t)
-	for name, f := range map[string]func(){
-		"nil service":      func() { audithttp.New(nil) },
-		"nil option":       func() { audithttp.New(svc, nil) },
-		"empty event type": func() { audithttp.New(svc, audithttp.WithEventType("")) },
-		"nil actor":        func() { audithttp.New(svc, audithttp.WithActor(nil)) },
-		"nil logger":       func() { audithttp.Middleware(svc, audithttp.WithLogger(nil)) },
-	} {
-		assert.Panics(t, f, name)
-	}
-	assert.NotPanics(t, func() { audithttp.New(svc, audithttp.WithSkipPaths(), audithttp.WithFailClosed(false)) })
+	rec := &countingRecorder{next: svc}
+	h := wrap(t, rec, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), audithttp.WithFailClosed(true))
+	serve(h, httptest.NewRequest(http.MethodGet, "/r", nil))
+	assert.Equal(t, int64(2), rec.calls.Load(), "a started and a final entry")
+	es := recorded(t, svc)
+	require.Len(t, es, 2)
+	assert.Equal(t, "/r", es[1].Resource)
 }

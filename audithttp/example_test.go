@@ -11,9 +11,11 @@ import (
 	"github.com/cleveragents/audit/audithttp"
 )
 
-// The middleware records one entry per request, with the actor that
-// WithActor names and the request's X-Request-ID; the handler finds both in
-// its context. Health checks are skipped.
+// The middleware records one entry per request: the path as Resource, the
+// method, host and query in Details, the actor that WithActor names and the
+// request's X-Request-ID; the handler finds the actor and the ID in its
+// context. Health checks are skipped. New reports an invalid option as an
+// error.
 func Example() {
 	svc, err := audit.New(audit.WithSQLite(":memory:"))
 	if err != nil {
@@ -31,13 +33,21 @@ func Example() {
 		}
 		fmt.Fprintln(w, "welcome")
 	})
-	handler := audithttp.Middleware(svc,
+	auditor, err := audithttp.New(svc,
 		audithttp.WithActor(func(r *http.Request) string { return r.Header.Get("X-User") }),
 		audithttp.WithSkipPaths("/healthz"),
-	)(mux)
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	handler := auditor.Handler(mux)
+
+	if _, err := audithttp.New(svc, audithttp.WithFailClosedTimeout(0)); err != nil {
+		fmt.Println(err)
+	}
 
 	for _, user := range []string{"root", "mallory"} {
-		r := httptest.NewRequest(http.MethodGet, "/admin/settings", nil)
+		r := httptest.NewRequest(http.MethodGet, "/admin/settings?tab=keys", nil)
 		r.Header.Set("X-User", user)
 		r.Header.Set("X-Request-ID", "req-"+user)
 		handler.ServeHTTP(httptest.NewRecorder(), r)
@@ -52,9 +62,10 @@ func Example() {
 		log.Fatal(err)
 	}
 	for _, e := range entries {
-		fmt.Println(e.EventType, e.Actor, e.Resource, e.Outcome, e.RequestID, e.Details["status"])
+		fmt.Println(e.EventType, e.Actor, e.Details["method"], e.Resource, e.Details["query"], e.Outcome, e.RequestID, e.Details["status"])
 	}
 	// Output:
-	// http.request root GET /admin/settings success req-root 200
-	// http.request mallory GET /admin/settings denied req-mallory 403
+	// audithttp: WithFailClosedTimeout: 0s is not positive
+	// http.request root GET /admin/settings tab=keys success req-root 200
+	// http.request mallory GET /admin/settings tab=keys denied req-mallory 403
 }

@@ -1,19 +1,14 @@
 package audithttp_test
 
 import (
-	"bytes"
 	"context"
-	"database/sql"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/cleveragents/audit"
-	_ "github.com/mattn/go-sqlite3" // the "sqlite3" driver of rawDB
+	"github.com/cleveragents/audit/audithttp"
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -25,14 +20,30 @@ func TestMain(m *testing.M) {
 }
 
 // newService starts a service on a new SQLite file and closes it when the
-// test ends. It returns the file's path too.
+// test ends. It returns the file's path too. The service logs nowhere
+// unless opts say otherwise.
 func newService(tb testing.TB, opts ...audit.Option) (*audit.AuditService, string) {
 	tb.Helper()
-	path := filepath.Join(tb.TempDir(), "audit.db")
-	svc, err := audit.New(append([]audit.Option{audit.WithSQLite(path)}, opts...)...)
+	path := testutil.TempDB(tb)
+	svc, err := audit.New(append([]audit.Option{audit.WithSQLite(path), audit.WithLogger(testutil.Discard())}, opts...)...)
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = svc.Close() })
 	return svc, path
+}
+
+// newAuditor returns the middleware of rec with opts, failing the test on
+// an error.
+func newAuditor(tb testing.TB, rec audithttp.Recorder, opts ...audithttp.Option) *audithttp.Auditor {
+	tb.Helper()
+	a, err := audithttp.New(rec, opts...)
+	require.NoError(tb, err)
+	return a
+}
+
+// wrap returns h behind the middleware of rec with opts.
+func wrap(tb testing.TB, rec audithttp.Recorder, h http.Handler, opts ...audithttp.Option) http.Handler {
+	tb.Helper()
+	return newAuditor(tb, rec, opts...).Handler(h)
 }
 
 // recorded flushes svc and returns every committed entry in ID order.
@@ -45,57 +56,19 @@ func recorded(tb testing.TB, svc *audit.AuditService) []audit.Entry {
 	return es
 }
 
+// warmUp records and commits one entry, so that the database is open and
+// its schema made before a test takes the write lock.
+func warmUp(tb testing.TB, svc *audit.AuditService) {
+	tb.Helper()
+	require.NoError(tb, svc.Record(context.Background(), audit.Entry{EventType: "warm.up", Actor: "test"}))
+	require.NoError(tb, svc.Flush(context.Background()))
+}
+
 // serve runs one request through h and returns the response.
 func serve(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
 	return w
-}
-
-// holdWriteLock takes SQLite's write lock on the file at path through a
-// second connection, so that the service's writer cannot commit, and
-// returns the function that releases it.
-func holdWriteLock(tb testing.TB, path string) (release func()) {
-	tb.Helper()
-	db, err := sql.Open("sqlite3", path+"?_busy_timeout=5000")
-	require.NoError(tb, err)
-	tb.Cleanup(func() { _ = db.Close() })
-	conn, err := db.Conn(context.Background())
-	require.NoError(tb, err)
-	_, err = conn.ExecContext(context.Background(), "BEGIN IMMEDIATE")
-	require.NoError(tb, err)
-	var done atomic.Bool
-	release = func() {
-		if done.CompareAndSwap(false, true) {
-			_, err := conn.ExecContext(context.Background(), "ROLLBACK")
-			require.NoError(tb, err)
-			require.NoError(tb, conn.Close())
-		}
-	}
-	tb.Cleanup(release)
-	return release
-}
-
-// logBuffer is a concurrency-safe sink for a slog.Logger.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(b, nil))
 }
 
 // newClient returns an HTTP client with its own transport, whose idle
@@ -105,4 +78,13 @@ func newClient(tb testing.TB) *http.Client {
 	tr := &http.Transport{}
 	tb.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr}
+}
+
+// fullQueue returns a service whose queue (of one) cannot drain: SQLite's
+// write lock is held by another connection until release is called.
+func fullQueue(t testing.TB) (svc *audit.AuditService, release func()) {
+	t.Helper()
+	svc, path := newService(t, audit.WithOverflow(audit.OverflowFail), audit.WithQueueSize(1))
+	warmUp(t, svc) // open the database and create the schema before taking the lock
+	return svc, testutil.HoldWriteLock(t, path)
 }

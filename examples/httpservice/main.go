@@ -189,12 +189,16 @@ func run(ctx context.Context, addr, dbPath string, out io.Writer, logger *slog.L
 		_, _ = io.WriteString(w, "ok\n")
 	})
 
-	handler := audithttp.Middleware(svc,
+	auditor, err := audithttp.New(svc,
 		// X-User stands in for authentication: see the package doc.
 		audithttp.WithActor(func(r *http.Request) string { return r.Header.Get("X-User") }),
 		audithttp.WithSkipPaths("/healthz"),
 		audithttp.WithLogger(logger),
-	)(mux)
+	)
+	if err != nil {
+		return err // names the option at fault, with the audithttp: prefix
+	}
+	handler := auditor.Handler(mux)
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

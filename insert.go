@@ -1,0 +1,122 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"sync"
+)
+
+// insertBatch writes recs in one transaction: it reads the chain head,
+// links and hashes the entries after it, inserts them in multi-row INSERTs
+// and advances the head, so that the chain cannot fork however many
+// services write the table.
+func (s *AuditService) insertBatch(ctx context.Context, sess *session, recs []*record) error {
+	text := insertTextOf(&sess.q)
+	rowsPer := sess.d.insertRows
+	return s.st.writeTx(ctx, sess, func(tx execer) error {
+		var lastID int64
+		var lastHash string
+		if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&lastID, &lastHash); err != nil {
+			return fmt.Errorf("read chain head: %w", err)
+		}
+		var full *sql.Stmt
+		if p, ok := tx.(preparer); ok && sess.d.prepareInsert && len(recs) >= 2*rowsPer {
+			stmt, err := p.PrepareContext(ctx, text.rows(rowsPer))
+			if err != nil {
+				return fmt.Errorf("prepare insert: %w", err)
+			}
+			defer stmt.Close()
+			full = stmt
+		}
+		args := make([]any, 0, min(len(recs), rowsPer)*10)
+		for start := 0; start < len(recs); start += rowsPer {
+			chunk := recs[start:min(start+rowsPer, len(recs))]
+			args = args[:0]
+			for _, r := range chunk {
+				lastID++
+				hash := s.chain.hash(lastHash, r)
+				var details any
+				if r.details != nil {
+					details = string(r.details)
+				}
+				args = append(args, lastID, r.time, r.eventType, r.actor, r.resource, r.outcome, r.requestID, details, lastHash, hash)
+				lastHash = hash
+			}
+			var err error
+			if full != nil && len(chunk) == rowsPer {
+				_, err = full.ExecContext(ctx, args...)
+			} else {
+				_, err = tx.ExecContext(ctx, text.rows(len(chunk)), args...)
+			}
+			if err != nil {
+				return fmt.Errorf("insert %d entries: %w", len(chunk), err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, sess.q.setHead, lastID, lastHash, sess.q.key); err != nil {
+			return fmt.Errorf("advance chain head: %w", err)
+		}
+		return nil
+	})
+}
+
+// preparer is the PrepareContext of *sql.Conn and *sql.Tx.
+type preparer interface {
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+}
+
+// insertText is the multi-row INSERT of one table on one dialect: the
+// text for insertChunk rows, of which the text for n rows is a prefix
+// (placeholders are numbered from the first row on), so that no batch
+// builds SQL.
+type insertText struct {
+	sql  string
+	ends [insertChunk + 1]int // ends[n] is the length of the text for n rows
+}
+
+// rows returns the INSERT of n rows, 1 <= n <= insertChunk.
+func (t *insertText) rows(n int) string { return t.sql[:t.ends[n]] }
+
+// insertTexts caches the insertText of every table and dialect that a
+// service of this process has written: a few kilobytes each.
+var insertTexts sync.Map // insertTextKey -> *insertText
+
+type insertTextKey struct {
+	head string   // queries.insertHead: names the table
+	d    *dialect // the placeholders' style
+}
+
+// insertTextOf returns q's insertText, building it on first use.
+func insertTextOf(q *queries) *insertText {
+	key := insertTextKey{q.insertHead, q.d}
+	if t, ok := insertTexts.Load(key); ok {
+		return t.(*insertText)
+	}
+	t := new(insertText)
+	var b strings.Builder
+	b.WriteString(q.insertHead)
+	arg := 0
+	for row := 1; row <= insertChunk; row++ {
+		if row > 1 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('(')
+		for c := 0; c < 10; c++ {
+			if c > 0 {
+				b.WriteByte(',')
+			}
+			arg++
+			b.WriteString(q.d.ph(arg))
+		}
+		b.WriteByte(')')
+		t.ends[row] = b.Len()
+	}
+	t.sql = b.String()
+	cached, _ := insertTexts.LoadOrStore(key, t)
+	return cached.(*insertText)
+}
+
+// insertChunk is the most rows per INSERT statement: 10 arguments a row
+// stays below SQLite's and PostgreSQL's limits on bound parameters.
+const insertChunk = 256

@@ -1,0 +1,71 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+)
+
+// postgresDialect is PostgreSQL (gorm.io/driver/postgres, over pgx), which
+// users pass in with WithDialector or WithDB: the package never imports
+// its driver.
+var postgresDialect = dialect{
+	name: "postgres",
+	ph:   func(n int) string { return "$" + strconv.Itoa(n) },
+	// Indexes name id, and time compares byte-wise (the "C" collation),
+	// as the fixed-width text needs.
+	idType:      "BIGINT",
+	indexSuffix: ", id",
+	timeType:    `TEXT COLLATE "C"`,
+	catalog: func(phs string) string {
+		return `SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	WHERE n.nspname = current_schema() AND c.relname IN (` + phs + `)`
+	},
+	tableKey: func(table string) string { return table },
+	// Several processes write one table: the head row's lock is what
+	// keeps one chain.
+	lockHead: " FOR UPDATE",
+	// Concurrent CREATE ... IF NOT EXISTS can fail on PostgreSQL's
+	// catalog; services starting together take turns instead.
+	lockSchema: func(ctx context.Context, tx execer) error {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", schemaLockKey); err != nil {
+			return fmt.Errorf("lock schema: %w", err)
+		}
+		return nil
+	},
+	begin:    beginPostgres,
+	readOpts: &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
+	// PostgreSQL's driver caches statements by their text, and fewer,
+	// bigger statements save round trips.
+	insertRows: insertChunk,
+	isBusy:     func(error) bool { return false },
+}
+
+func init() { register(&postgresDialect, "postgres", "pgx") }
+
+// schemaLockKey is the advisory lock that serialises schema creation on
+// PostgreSQL: a fixed key, the same in every process of this library.
+const schemaLockKey int64 = 0x3c1d6a5e2b4f7a19
+
+// postgresLockTimeout bounds a writer's wait for a row lock, so that a
+// stuck transaction elsewhere is counted as a failure and retried.
+const postgresLockTimeout = "5s"
+
+func beginPostgres(ctx context.Context, db *sql.DB) (writeTxn, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = '"+postgresLockTimeout+"'"); err != nil {
+		_ = tx.Rollback()
+		return nil, fmt.Errorf("set lock_timeout: %w", err)
+	}
+	return pgTxn{tx}, nil
+}
+
+// pgTxn is a write transaction on PostgreSQL.
+type pgTxn struct{ *sql.Tx }
+
+func (t pgTxn) commit() error { return t.Commit() }
+func (t pgTxn) rollback()     { _ = t.Rollback() }

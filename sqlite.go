@@ -1,0 +1,198 @@
+package audit
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+)
+
+// sqliteDialect is SQLite, the embedded default (mattn/go-sqlite3 through
+// gorm.io/driver/sqlite).
+var sqliteDialect = dialect{
+	name: "sqlite",
+	ph:   func(int) string { return "?" },
+	// id is the rowid, which every index ends with already.
+	idType:   "INTEGER",
+	timeType: "TEXT",
+	catalog: func(phs string) string {
+		return `SELECT COUNT(*) FROM sqlite_master WHERE name COLLATE NOCASE IN (` + phs + `)`
+	},
+	// SQLite's names are case-insensitive: "Logs" and "logs" are one
+	// table and must share one head.
+	tableKey: strings.ToLower,
+	// BEGIN IMMEDIATE holds the database's only write lock.
+	lockHead: "",
+	prepare:  sqliteWAL,
+	begin:    beginSQLite,
+	// On SQLite, compiling a multi-row INSERT costs about as much per row
+	// as binding its values: a batch prepares one of sqliteInsertRows rows
+	// once and runs it for every full chunk.
+	insertRows:    sqliteInsertRows,
+	prepareInsert: true,
+	isBusy:        sqliteBusy,
+}
+
+func init() { register(&sqliteDialect, "sqlite", "sqlite3") }
+
+// SQLite settings of the databases that WithSQLite opens. synchronous=FULL
+// makes a committed transaction survive power loss, at the price of an
+// fsync of the WAL on every commit; batching amortises it.
+const (
+	sqliteBusyTimeout = 5 * time.Second // readers; and the most a writer waits for the write lock
+	// sqliteLockPoll is the busy timeout while the writer waits for the
+	// write lock, in a loop that checks its ctx between polls: SQLite's busy
+	// handler does not notice an interrupt, and Shutdown must not wait a
+	// whole busy timeout after its ctx ended.
+	sqliteLockPoll = 50 * time.Millisecond
+	// No _journal_mode here: switching a new file to WAL answers
+	// SQLITE_BUSY at once, without the busy timeout, when two connections
+	// try together; sqliteWAL switches it, retrying.
+	sqliteParams = "_busy_timeout=5000&_synchronous=FULL"
+	// sqliteInsertRows is the rows per INSERT on SQLite: small enough that
+	// compiling it once per batch costs little (a 256-row INSERT took 0.4
+	// ms to prepare, 1.6 µs a row), big enough that running it once per
+	// chunk does too.
+	sqliteInsertRows = 64
+)
+
+// openSQLite returns the dialector of WithSQLite's path, and the file to
+// watch ("" for an in-memory database; see watch.go).
+func openSQLite(path string) (d gorm.Dialector, file string) {
+	dsn, memory := sqliteDSN(path)
+	if !memory {
+		file = sqliteFile(path)
+	}
+	return sqlite.Open(dsn), file
+}
+
+// sqliteDSN turns WithSQLite's path into a go-sqlite3 DSN with the
+// library's settings. ":memory:" becomes a private database of the memdb
+// VFS, which every connection of the pool shares without shared cache (and
+// so without "table is locked"); a pool over plain ":memory:" would give
+// each connection its own empty database.
+func sqliteDSN(path string) (dsn string, memory bool) {
+	if path == ":memory:" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		return "file:/audit-" + hex.EncodeToString(b[:]) + "?vfs=memdb&_busy_timeout=5000", true
+	}
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return path + sep + sqliteParams, false
+}
+
+// sqliteFile returns the file that a WithSQLite path names: the path
+// without its "file:" scheme and "?parameters".
+func sqliteFile(path string) string {
+	path, _, _ = strings.Cut(path, "?")
+	return strings.TrimPrefix(path, "file:")
+}
+
+func beginSQLite(ctx context.Context, db *sql.DB) (writeTxn, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	if err := beginImmediate(ctx, conn); err != nil {
+		// An interrupted BEGIN may have begun all the same: a connection
+		// that could hold the write lock must not go back to the pool.
+		discardConn(conn)
+		_ = conn.Close()
+		return nil, err
+	}
+	return &sqliteTxn{Conn: conn, ctx: context.WithoutCancel(ctx)}, nil
+}
+
+// sqliteTxn is a write transaction on SQLite: a connection inside BEGIN
+// IMMEDIATE, which holds the write lock from its first statement, so that
+// it never fails upgrading a read lock to a write lock.
+type sqliteTxn struct {
+	*sql.Conn
+	ctx context.Context // for COMMIT and ROLLBACK, which must run to their end
+}
+
+// commit runs COMMIT to its end whatever ctx does: an interrupted COMMIT
+// would leave it unknown whether the batch committed. The transaction
+// holds the write lock, so it waits for nothing but the disk.
+func (t *sqliteTxn) commit() error {
+	defer t.Close()
+	if _, err := t.ExecContext(t.ctx, "COMMIT"); err != nil {
+		t.end()
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func (t *sqliteTxn) rollback() {
+	defer t.Close()
+	t.end()
+}
+
+// end rolls back; a connection that cannot roll back must not go back to
+// the pool mid-transaction.
+func (t *sqliteTxn) end() {
+	if _, err := t.ExecContext(t.ctx, "ROLLBACK"); err != nil {
+		discardConn(t.Conn)
+	}
+}
+
+// beginImmediate takes SQLite's write lock, waiting for it at most
+// sqliteBusyTimeout and never long past ctx's end.
+func beginImmediate(ctx context.Context, conn *sql.Conn) error {
+	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = "+strconv.Itoa(int(sqliteLockPoll/time.Millisecond))); err != nil {
+		return fmt.Errorf("set busy timeout: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA busy_timeout = "+strconv.Itoa(int(sqliteBusyTimeout/time.Millisecond))) //nolint:errcheck // best effort: a pooled reader keeps a short timeout at worst
+	deadline := time.Now().Add(sqliteBusyTimeout)
+	for {
+		_, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE")
+		if err == nil {
+			return nil
+		}
+		if !sqliteBusy(err) || ctx.Err() != nil || time.Now().After(deadline) {
+			return fmt.Errorf("begin immediate: %w", err)
+		}
+	}
+}
+
+// discardConn makes database/sql drop conn instead of pooling it.
+func discardConn(conn *sql.Conn) {
+	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+}
+
+// sqliteWAL switches the file to WAL, which lets readers run beside the
+// writer. It is a property of the file, so it is set even on a database
+// the caller opened; a memdb database keeps its own journal mode. It
+// retries while the database is busy, for at most the busy timeout.
+func sqliteWAL(ctx context.Context, db *sql.DB) error {
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("read journal_mode: %w", err)
+	}
+	if mode == "wal" || mode == "memory" {
+		return nil
+	}
+	deadline := time.Now().Add(sqliteBusyTimeout)
+	for {
+		err := db.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode)
+		switch {
+		case err == nil && mode == "wal":
+			return nil
+		case err == nil:
+			return fmt.Errorf("set journal_mode WAL: the database stays in %q mode", mode)
+		case !sqliteBusy(err) || time.Now().After(deadline) || !sleep(sqliteLockPoll, ctx.Done()):
+			return fmt.Errorf("set journal_mode WAL: %w", err)
+		}
+	}
+}

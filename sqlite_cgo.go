@@ -1,0 +1,16 @@
+//go:build cgo
+
+package audit
+
+import (
+	"errors"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// sqliteBusy reports whether err is SQLite's "database is locked" or
+// "table is locked".
+func sqliteBusy(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked)
+}

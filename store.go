@@ -1,0 +1,239 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"gorm.io/gorm"
+	gormlogger "gorm.io/gorm/logger"
+)
+
+// store owns the service's database: the lazy session, and the write
+// transactions on it. Every method is safe for concurrent use.
+type store struct {
+	cfg      *config
+	log      *slog.Logger
+	failures *atomic.Uint64 // the service's Stats.Failures
+
+	// sess is the open session: the fast path of session, one atomic load.
+	sess atomic.Pointer[session]
+
+	mu     sync.Mutex // protects the fields below, and serialises opening and closing sessions
+	closed bool       // Shutdown closed the store: no reopening
+	carry  *chainHead // the head of a replaced file, for the next open to continue (watch.go)
+
+	writeMu sync.Mutex // serialises this service's write transactions (the writer's batches, Prune's chunks, the schema)
+}
+
+// session is the opened database and everything derived from it. Its
+// fields above mu never change once it is stored in store.sess.
+type session struct {
+	db    *gorm.DB
+	sqlDB *sql.DB
+	d     *dialect
+	q     queries
+	owned bool      // the service opened it: closing the store closes it
+	keep  *sql.Conn // holds a shared in-memory database alive; nil otherwise
+	file  string    // the SQLite file that WithSQLite opened, watched (watch.go); "" otherwise
+	ident os.FileInfo
+
+	mu      sync.Mutex // protects users and retired
+	users   int        // calls using the session now (store.use)
+	retired bool       // no new user: it is being closed
+	idle    chan struct{}
+}
+
+// session returns the open database, opening it on first use. The fast
+// path is one atomic load; the slow path re-checks under mu, so that
+// however many goroutines arrive together the database is opened exactly
+// once. A failure is returned and counted, not cached: the next call tries
+// again.
+func (st *store) session(ctx context.Context) (*session, error) {
+	if sess := st.sess.Load(); sess != nil {
+		return sess, nil
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if sess := st.sess.Load(); sess != nil {
+		return sess, nil
+	}
+	if st.closed {
+		return nil, ErrClosed
+	}
+	sess, err := st.open(ctx)
+	if err != nil {
+		st.failures.Add(1)
+		st.log.Warn("audit: open database failed; the next call retries", "database", st.cfg.databaseName(), "err", err)
+		return nil, fmt.Errorf("open database %s: %w", st.cfg.databaseName(), err)
+	}
+	st.sess.Store(sess)
+	return sess, nil
+}
+
+// use returns the session for a call that uses it until it calls release:
+// closing the store, or retiring a replaced file, waits for it.
+func (st *store) use(ctx context.Context) (sess *session, release func(), err error) {
+	for {
+		if sess, err = st.session(ctx); err != nil {
+			return nil, nil, err
+		}
+		if sess.acquire() {
+			return sess, sess.release, nil
+		}
+		// Retired between the load and acquire: it is no longer in
+		// st.sess, and the next round finds its successor (or closed).
+	}
+}
+
+func (sess *session) acquire() bool {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if sess.retired {
+		return false
+	}
+	sess.users++
+	return true
+}
+
+func (sess *session) release() {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sess.users--
+	if sess.retired && sess.users == 0 {
+		close(sess.idle)
+	}
+}
+
+// retire refuses new users and returns a channel closed once the last user
+// has released the session.
+func (sess *session) retire() <-chan struct{} {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if !sess.retired {
+		sess.retired = true
+		if sess.users == 0 {
+			close(sess.idle)
+		}
+	}
+	return sess.idle
+}
+
+// open opens the database (one gorm.Open), creates the schema if missing
+// and returns the session. st.mu is held.
+func (st *store) open(ctx context.Context) (*session, error) {
+	sess := &session{db: st.cfg.db, idle: make(chan struct{})}
+	if sess.db == nil {
+		d := st.cfg.dialector
+		if d == nil {
+			d, sess.file = openSQLite(st.cfg.sqlitePath)
+		}
+		// GORM's own logger is silenced: the service logs every failure
+		// itself, through its logger, with the operation that failed.
+		db, err := gorm.Open(d, &gorm.Config{Logger: gormlogger.Discard, SkipDefaultTransaction: true})
+		if err != nil {
+			closeGorm(db)
+			return nil, err
+		}
+		sess.db, sess.owned = db, true
+	}
+	sqlDB, err := sess.db.DB()
+	if err != nil {
+		return nil, abandonOpen(sess, err)
+	}
+	sess.sqlDB = sqlDB
+	sess.d, _ = dialectFor(sess.db.Dialector.Name()) // checked in New
+	sess.q = newQueries(sess.d, st.cfg.table)
+	if st.cfg.dialector == nil && st.cfg.db == nil && sess.file == "" {
+		// A shared in-memory database lives while a connection is open.
+		if sess.keep, err = sqlDB.Conn(ctx); err != nil {
+			return nil, abandonOpen(sess, err)
+		}
+	}
+	if err := st.migrate(ctx, sess); err != nil {
+		return nil, abandonOpen(sess, fmt.Errorf("create schema: %w", err))
+	}
+	if st.carry != nil {
+		// The file was deleted or replaced: continue the chain here.
+		if err := st.continueChain(ctx, sess, st.carry); err != nil {
+			return nil, abandonOpen(sess, fmt.Errorf("continue the chain in the new file: %w", err))
+		}
+		st.carry = nil
+	}
+	if sess.file != "" {
+		// Taken after the schema exists, so the file does too.
+		if sess.ident, err = os.Stat(sess.file); err != nil {
+			return nil, abandonOpen(sess, err)
+		}
+	}
+	return sess, nil
+}
+
+func abandonOpen(sess *session, err error) error {
+	if cerr := sess.close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	return err
+}
+
+// close releases what the session holds; it closes the database only if
+// the service opened it.
+func (sess *session) close() error {
+	var err error
+	if sess.keep != nil {
+		err = sess.keep.Close()
+	}
+	if sess.owned {
+		closeGorm(sess.db)
+	}
+	return err
+}
+
+func closeGorm(db *gorm.DB) {
+	if db == nil || db.ConnPool == nil {
+		return
+	}
+	if sqlDB, err := db.DB(); err == nil {
+		_ = sqlDB.Close()
+	}
+}
+
+// close closes the store for good: no session opens after it. It waits
+// for the calls using the session, until giveUp is closed, then closes the
+// database if the service opened it.
+func (st *store) close(giveUp <-chan struct{}) error {
+	st.mu.Lock()
+	st.closed = true
+	sess := st.sess.Swap(nil)
+	st.mu.Unlock()
+	if sess == nil {
+		return nil
+	}
+	select {
+	case <-sess.retire():
+	case <-giveUp:
+	}
+	return sess.close()
+}
+
+// writeTx runs fn in a write transaction of the session's dialect and
+// commits it. It is the one owner of write transactions, which run one at
+// a time per service (writeMu).
+func (st *store) writeTx(ctx context.Context, sess *session, fn func(tx execer) error) error {
+	st.writeMu.Lock()
+	defer st.writeMu.Unlock()
+	tx, err := sess.d.begin(ctx, sess.sqlDB)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.rollback()
+		return err
+	}
+	return tx.commit()
+}
