@@ -70,7 +70,11 @@ func gormauditRegister(db *gorm.DB) error {
 
 // gormauditUse registers the plugin that records into svc.
 func gormauditUse(db *gorm.DB, svc *audit.AuditService, logger *slog.Logger) error {
-	return db.Use(gormaudit.New(svc, gormaudit.WithLogger(logger)))
+	p, err := gormaudit.New(svc, gormaudit.WithLogger(logger))
+	if err != nil {
+		return err
+	}
+	return db.Use(p)
 }
 
 // TestZZGormauditLogVerifies runs last (files and tests run in name
