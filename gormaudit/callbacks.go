@@ -1,17 +1,14 @@
 package gormaudit
 
 import (
-	"context"
 	"fmt"
 	"reflect"
-	"sort"
 	"strings"
 
 	"github.com/cleveragents/audit"
 	"gorm.io/gorm"
 	"gorm.io/gorm/callbacks"
 	"gorm.io/gorm/clause"
-	"gorm.io/gorm/schema"
 )
 
 // Operations, the suffixes of EventType.
@@ -21,217 +18,294 @@ const (
 	opDelete = "delete"
 )
 
-// maxWhere bounds the condition text of a batch entry, so that a long IN
-// list cannot push Details over the service's size limit.
-const maxWhere = 8 << 10
-
-// stateKey is where a before callback leaves its state for the after
-// callback of the same statement (db.InstanceSet).
-const stateKey = "gormaudit:state"
-
-// opState is what the before callback of an update or delete learned.
-type opState struct {
-	rows     []row // model mode: the rows the statement is about to change
-	model    bool  // the model value carries primary keys: one entry per row
-	addedSet bool  // beforeUpdate built the SET clause: remove it afterwards
+// processor is what the plugin calls on one of GORM's callback processors
+// (db.Callback().Create() and the like, whose type GORM does not export).
+type processor interface {
+	Get(name string) func(*gorm.DB)
+	Replace(name string, fn func(*gorm.DB)) error
 }
 
-// beforeUpdate runs just before gorm:update, inside the statement's
-// transaction. It builds the SET clause as gorm:update would (the same
-// exported function, so that the assignments and the primary-key
-// conditions they add are exactly GORM's), which lets the after callback
-// read the assignments and lets the WHERE clause name the rows; then, for a
-// model with primary keys, it reads the rows' current values.
-func (p *Plugin) beforeUpdate(db *gorm.DB) {
-	if !p.audited(db) || db.Error != nil {
+// register puts the plugin around GORM's own gorm:create, gorm:update and
+// gorm:delete: each wrapper reads what it needs just before the statement
+// runs, when every other callback (the model's hooks, callbacks registered
+// before or after the plugin) has shaped it, and records just after, in
+// the statement's transaction. On SQLite it also takes the write lock as
+// the statement's transaction begins (see lockSQLite).
+func (p *Plugin) register(db *gorm.DB) error {
+	cb := db.Callback()
+	for _, w := range []struct {
+		proc  processor
+		name  string
+		wrap  func(next func(*gorm.DB)) func(*gorm.DB)
+		hooks string
+	}{
+		{cb.Create(), "gorm:create", p.wrapCreate, "gorm:before_create"},
+		{cb.Update(), "gorm:update", p.wrapUpdate, "gorm:before_update"},
+		{cb.Delete(), "gorm:delete", p.wrapDelete, "gorm:before_delete"},
+	} {
+		next := w.proc.Get(w.name)
+		if next == nil {
+			return fmt.Errorf("gormaudit: register: the DB has no %s callback to audit", w.name)
+		}
+		if err := w.proc.Replace(w.name, w.wrap(next)); err != nil {
+			return fmt.Errorf("gormaudit: register around %s: %w", w.name, err)
+		}
+	}
+	for _, r := range []struct {
+		name string
+		err  error
+	}{
+		{"create", cb.Create().After("gorm:begin_transaction").Before("gorm:before_create").Register("gormaudit:lock", p.lockSQLite)},
+		{"update", cb.Update().After("gorm:begin_transaction").Before("gorm:before_update").Register("gormaudit:lock", p.lockSQLite)},
+		{"delete", cb.Delete().After("gorm:begin_transaction").Before("gorm:before_delete").Register("gormaudit:lock", p.lockSQLite)},
+	} {
+		if r.err != nil {
+			return fmt.Errorf("gormaudit: register gormaudit:lock for %s: %w", r.name, r.err)
+		}
+	}
+	return nil
+}
+
+// lockSQLite takes SQLite's write lock for the statement's transaction
+// before anything in it reads. A transaction that reads first (the
+// plugin's before values, a model's hook) and then writes cannot upgrade
+// its read once another connection has written in between: SQLite fails it
+// at once with "database is locked", busy timeout or not. Taking the lock
+// first makes it wait, as any writer does, and needs no change to the DSN.
+// The write is a DELETE that matches no row (WHERE 0): SQLite takes the
+// lock for it all the same. An error is left to the statement itself.
+func (p *Plugin) lockSQLite(db *gorm.DB) {
+	if db.Error != nil || db.DryRun || db.Dialector.Name() != "sqlite" || !p.audited(db) {
 		return
 	}
-	stmt := db.Statement
-	st := &opState{}
-	db.InstanceSet(stateKey, st)
-	if stmt.SQL.Len() == 0 && stmt.Schema != nil {
-		if _, ok := stmt.Clauses["SET"]; !ok {
-			if set := callbacks.ConvertToAssignments(stmt); len(set) != 0 {
-				stmt.AddClause(set)
-				st.addedSet = true
+	if _, inTx := txOf(db.Statement.ConnPool); !inTx {
+		return
+	}
+	var b strings.Builder
+	db.Dialector.QuoteTo(&b, tableName(db.Statement))
+	_, _ = db.Statement.ConnPool.ExecContext(db.Statement.Context, "DELETE FROM "+b.String()+" WHERE 0")
+}
+
+// wrapCreate records one entry per created row, with its values as
+// stored (read back, so that Omit, Select, defaults and hooks show as
+// they are). An upsert (ON CONFLICT) records an update for each row that
+// existed and changed, a create for each that did not, and nothing for a
+// row that DO NOTHING left alone.
+func (p *Plugin) wrapCreate(next func(*gorm.DB)) func(*gorm.DB) {
+	return func(db *gorm.DB) {
+		if db.Error != nil || !p.audited(db) {
+			next(db)
+			return
+		}
+		stmt := db.Statement
+		rv := reflect.Indirect(stmt.ReflectValue)
+		if rv.Kind() == reflect.Map || (rv.Kind() == reflect.Slice && rv.Type().Elem().Kind() == reflect.Map) {
+			next(db)
+			p.afterMapCreate(db, rv)
+			return
+		}
+		up, isUpsert := onConflict(stmt)
+		var (
+			cols   []string
+			before map[string]row
+		)
+		if isUpsert && stmt.Schema != nil {
+			cols = conflictColumns(stmt, up)
+			var err error
+			if before, err = p.readByColumns(db, cols, p.structValues(db, rv)); err != nil {
+				db.AddError(fmt.Errorf("gormaudit: read %s before upsert: %w", tableName(stmt), err))
+				return
 			}
 		}
-	}
-	p.loadBefore(db, st, opUpdate)
-}
-
-// beforeDelete runs just before gorm:delete, inside the statement's
-// transaction, and reads the current values of the rows a model delete is
-// about to remove.
-func (p *Plugin) beforeDelete(db *gorm.DB) {
-	if !p.audited(db) || db.Error != nil {
-		return
-	}
-	st := &opState{}
-	db.InstanceSet(stateKey, st)
-	p.loadBefore(db, st, opDelete)
-}
-
-// loadBefore reads, for a model value with primary keys, the rows that the
-// statement's WHERE clause and those keys select: the rows it is about to
-// change. A failed read fails the statement.
-func (p *Plugin) loadBefore(db *gorm.DB, st *opState, op string) {
-	stmt := db.Statement
-	if stmt.Schema == nil || len(stmt.Schema.PrimaryFields) == 0 {
-		return
-	}
-	keys := primaryKeyConds(db, stmt.ReflectValue)
-	if op == opDelete && stmt.ReflectValue.CanAddr() && stmt.Dest != stmt.Model && stmt.Model != nil {
-		// gorm:delete also restricts a delete to the keys of the Model,
-		// under this same condition (CanAddr first: it makes Dest a
-		// pointer, which compares without panicking).
-		keys = append(keys, primaryKeyConds(db, reflect.ValueOf(stmt.Model))...)
-	}
-	if len(keys) == 0 {
-		return
-	}
-	st.model = true
-	conds := append(whereExprs(stmt), keys...)
-	rows, err := p.loadRows(db, conds, stmt.Unscoped, true)
-	if err != nil {
-		db.AddError(fmt.Errorf("gormaudit: read %s before %s: %w", stmt.Table, op, err))
-		return
-	}
-	st.rows = rows
-}
-
-// afterCreate records one entry per created row.
-func (p *Plugin) afterCreate(db *gorm.DB) {
-	if !p.audited(db) || db.Error != nil || db.RowsAffected == 0 {
-		return
-	}
-	stmt := db.Statement
-	var entries []audit.Entry
-	add := func(r row) {
-		entries = append(entries, p.entry(db, opCreate, r.resource(stmt.Table), map[string]any{"after": r.values}))
-	}
-	rv := reflect.Indirect(stmt.ReflectValue)
-	switch rv.Kind() {
-	case reflect.Struct:
-		if r, ok := p.structRow(db, rv); ok {
-			add(r)
+		next(db)
+		if db.Error != nil || (db.RowsAffected == 0 && !isUpsert) {
+			return
 		}
-	case reflect.Map:
-		add(p.mapRow(db, rv))
-	case reflect.Slice, reflect.Array:
-		for i := 0; i < rv.Len(); i++ {
-			elem := reflect.Indirect(rv.Index(i))
-			switch elem.Kind() {
-			case reflect.Struct:
-				if r, ok := p.structRow(db, elem); ok {
-					add(r)
+		structs := p.structValues(db, rv)
+		if !isUpsert {
+			cols = stmt.Schema.PrimaryFieldDBNames
+		}
+		after, err := p.readByColumns(db, cols, structs)
+		if err != nil {
+			db.AddError(fmt.Errorf("gormaudit: read %s after create: %w", tableName(stmt), err))
+			return
+		}
+		var entries []audit.Entry
+		for _, v := range structs {
+			k, ok := p.keyOf(db, v, cols)
+			a, stored := after[k]
+			if !ok || !stored {
+				// No key to read the row back by (a key GORM cannot read,
+				// `->:false`): the row as GORM wrote it.
+				if isUpsert || db.RowsAffected == 0 {
+					continue
 				}
-			case reflect.Map:
-				add(p.mapRow(db, elem))
+				if r, ok := p.structRow(db, v, true); ok {
+					entries = append(entries, p.entry(db, opCreate, r.resource(tableName(stmt)), map[string]any{"after": r.values}))
+				}
+				continue
+			}
+			b, existed := before[k]
+			switch {
+			case !existed:
+				entries = append(entries, p.entry(db, opCreate, a.resource(tableName(stmt)), map[string]any{"after": a.values}))
+			case !up.DoNothing:
+				if ch := changed(b, a); len(ch) > 0 {
+					entries = append(entries, p.entry(db, opUpdate, a.resource(tableName(stmt)), map[string]any{
+						"before": b.values, "after": a.values, "changed": ch,
+					}))
+				}
 			}
 		}
+		p.emit(db, entries)
 	}
-	p.emit(db, entries)
 }
 
-// afterUpdate records the update: one entry per row in model mode, with
-// the values read back from the database; one batch entry otherwise.
-func (p *Plugin) afterUpdate(db *gorm.DB) {
-	st := p.state(db)
-	if st == nil {
-		return
-	}
-	if st.addedSet {
-		// gorm:update removes the SET clause it builds; do the same for
-		// the one beforeUpdate built in its place.
-		defer delete(db.Statement.Clauses, "SET")
-	}
+// afterMapCreate records the rows of a create from maps
+// (db.Model(...).Create(map)), as the maps hold them.
+func (p *Plugin) afterMapCreate(db *gorm.DB, rv reflect.Value) {
 	if db.Error != nil || db.RowsAffected == 0 {
 		return
 	}
-	stmt := db.Statement
-	if !st.model {
-		details := p.batchDetails(db)
-		details["changes"] = p.setChanges(db)
-		p.emit(db, []audit.Entry{p.entry(db, opUpdate, stmt.Table, details)})
-		return
+	var entries []audit.Entry
+	add := func(m reflect.Value) {
+		r := p.mapRow(db, m)
+		entries = append(entries, p.entry(db, opCreate, r.resource(tableName(db.Statement)), map[string]any{"after": r.values}))
 	}
-	if len(st.rows) == 0 {
-		return
-	}
-	pks := make([][]any, len(st.rows))
-	for i, r := range st.rows {
-		pks[i] = r.pk
-	}
-	column, values := schema.ToQueryValues(stmt.Table, stmt.Schema.PrimaryFieldDBNames, pks)
-	after, err := p.loadRows(db, []clause.Expression{clause.IN{Column: column, Values: values}}, true, false)
-	if err != nil {
-		db.AddError(fmt.Errorf("gormaudit: read %s after update: %w", stmt.Table, err))
-		return
-	}
-	byKey := make(map[string]row, len(after))
-	for _, r := range after {
-		byKey[r.key] = r
-	}
-	entries := make([]audit.Entry, 0, len(st.rows))
-	for _, before := range st.rows {
-		a, ok := byKey[before.key]
-		if !ok {
-			continue // the update changed the key itself: nothing to compare
+	if rv.Kind() == reflect.Map {
+		add(rv)
+	} else {
+		for i := 0; i < rv.Len(); i++ {
+			add(reflect.Indirect(rv.Index(i)))
 		}
-		entries = append(entries, p.entry(db, opUpdate, before.resource(stmt.Table), map[string]any{
-			"before":  before.values,
-			"after":   a.values,
-			"changed": changed(before, a),
-		}))
 	}
 	p.emit(db, entries)
 }
 
-// afterDelete records the delete: one entry per row in model mode, with
-// the values read before it; one batch entry otherwise.
-func (p *Plugin) afterDelete(db *gorm.DB) {
-	st := p.state(db)
-	if st == nil || db.Error != nil || db.RowsAffected == 0 {
-		return
+// wrapUpdate records the update: one entry per row when the model value
+// carries primary keys, with the values read before and after; one batch
+// entry otherwise.
+func (p *Plugin) wrapUpdate(next func(*gorm.DB)) func(*gorm.DB) {
+	return func(db *gorm.DB) {
+		if db.Error != nil || !p.audited(db) {
+			next(db)
+			return
+		}
+		stmt := db.Statement
+		// The keys before the SET clause is built: building it assigns
+		// the new values to the model, a new primary key among them.
+		keys := modelKeys(db)
+		// Build the SET clause as gorm:update would (the same exported
+		// function), so that the assignments can be read afterwards; and
+		// remove it afterwards, as gorm:update removes the one it builds.
+		if stmt.SQL.Len() == 0 {
+			if _, ok := stmt.Clauses["SET"]; !ok {
+				if set := callbacks.ConvertToAssignments(stmt); len(set) != 0 {
+					stmt.AddClause(set)
+					defer delete(stmt.Clauses, "SET")
+				}
+			}
+		}
+		set := setClause(stmt)
+		rows, model, err := p.readBefore(db, opUpdate, keys)
+		if err != nil {
+			db.AddError(err)
+			return
+		}
+		next(db)
+		if db.Error != nil || db.RowsAffected == 0 {
+			return
+		}
+		if !model {
+			details := p.batchDetails(db)
+			details["changes"] = p.setChanges(db, set)
+			p.emit(db, []audit.Entry{p.entry(db, opUpdate, tableName(stmt), details)})
+			return
+		}
+		if len(rows) == 0 {
+			return
+		}
+		pks := make([][]any, len(rows))
+		for i, r := range rows {
+			pks[i] = r.pk
+		}
+		if newKey, ok := assignedKey(stmt, set, rows); ok {
+			pks = [][]any{newKey} // the update moved the row's own key
+		}
+		after, err := p.readRows(db, pkIn(stmt, pks), true, false)
+		if err != nil {
+			db.AddError(fmt.Errorf("gormaudit: read %s after update: %w", tableName(stmt), err))
+			return
+		}
+		byKey := make(map[string]row, len(after))
+		for _, r := range after {
+			byKey[r.key] = r
+		}
+		entries := make([]audit.Entry, 0, len(rows))
+		for _, before := range rows {
+			a, ok := byKey[before.key]
+			if !ok && len(rows) == 1 && len(after) == 1 {
+				a, ok = after[0], true
+			}
+			if !ok {
+				continue
+			}
+			entries = append(entries, p.entry(db, opUpdate, before.resource(tableName(stmt)), map[string]any{
+				"before":  before.values,
+				"after":   a.values,
+				"changed": changed(before, a),
+			}))
+		}
+		p.emit(db, entries)
 	}
-	stmt := db.Statement
-	if !st.model {
-		p.emit(db, []audit.Entry{p.entry(db, opDelete, stmt.Table, p.batchDetails(db))})
-		return
+}
+
+// wrapDelete records the delete: one entry per row when the model value
+// carries primary keys, with the values read just before; one batch entry
+// otherwise.
+func (p *Plugin) wrapDelete(next func(*gorm.DB)) func(*gorm.DB) {
+	return func(db *gorm.DB) {
+		if db.Error != nil || !p.audited(db) {
+			next(db)
+			return
+		}
+		stmt := db.Statement
+		rows, model, err := p.readBefore(db, opDelete, modelKeys(db))
+		if err != nil {
+			db.AddError(err)
+			return
+		}
+		details := map[string]any{}
+		if !model {
+			details = p.batchDetails(db) // the condition as the statement has it now
+		}
+		next(db)
+		if db.Error != nil || db.RowsAffected == 0 {
+			return
+		}
+		if !model {
+			details["rows_affected"] = db.RowsAffected
+			p.emit(db, []audit.Entry{p.entry(db, opDelete, tableName(stmt), details)})
+			return
+		}
+		entries := make([]audit.Entry, 0, len(rows))
+		for _, r := range rows {
+			entries = append(entries, p.entry(db, opDelete, r.resource(tableName(stmt)), map[string]any{"before": r.values}))
+		}
+		p.emit(db, entries)
 	}
-	entries := make([]audit.Entry, 0, len(st.rows))
-	for _, r := range st.rows {
-		entries = append(entries, p.entry(db, opDelete, r.resource(stmt.Table), map[string]any{"before": r.values}))
-	}
-	p.emit(db, entries)
 }
 
 // audited reports whether the statement's changes are recorded: not a dry
 // run, and not on a skipped table.
 func (p *Plugin) audited(db *gorm.DB) bool {
-	t := db.Statement.Table
+	t := tableName(db.Statement)
 	return !db.DryRun && t != "" && !p.cfg.tables[strings.ToLower(t)]
 }
 
-// state returns what the before callback of this statement left, and
-// clears it: a *gorm.DB reused for a second statement shares the first
-// one's instance settings.
-func (p *Plugin) state(db *gorm.DB) *opState {
-	v, ok := db.InstanceGet(stateKey)
-	if !ok {
-		return nil
-	}
-	st, _ := v.(*opState)
-	if st != nil {
-		db.InstanceSet(stateKey, (*opState)(nil))
-	}
-	return st
-}
-
 // entry builds the entry of one change. Actor and RequestID come from the
-// statement's context now, because a transaction's entries are recorded
-// later, at Commit.
+// statement's context now, because a transaction's entries may be
+// recorded later, at Commit.
 func (p *Plugin) entry(db *gorm.DB, op, resource string, details map[string]any) audit.Entry {
 	ctx := db.Statement.Context
 	actor, _ := audit.ActorFromContext(ctx)
@@ -240,7 +314,7 @@ func (p *Plugin) entry(db *gorm.DB, op, resource string, details map[string]any)
 	}
 	reqID, _ := audit.RequestIDFromContext(ctx)
 	return audit.Entry{
-		EventType: db.Statement.Table + "." + op,
+		EventType: tableName(db.Statement) + "." + op,
 		Actor:     actor,
 		Resource:  resource,
 		RequestID: reqID,
@@ -248,192 +322,57 @@ func (p *Plugin) entry(db *gorm.DB, op, resource string, details map[string]any)
 	}
 }
 
-// emit records entries now, or holds them in the statement's transaction
-// until it commits.
-func (p *Plugin) emit(db *gorm.DB, entries []audit.Entry) {
-	if len(entries) == 0 {
-		return
-	}
-	ctx := db.Statement.Context
-	tx, inTx := txOf(db.Statement.ConnPool)
-	if tx != nil && tx.add(ctx, entries) {
-		return
-	}
-	if inTx && tx == nil && p.warned.CompareAndSwap(false, true) {
-		p.cfg.logger.Warn("gormaudit: a transaction begun outside the plugin's connection pool cannot be tracked; its changes are recorded before it commits",
-			"table", db.Statement.Table)
-	}
-	for _, e := range entries {
-		p.record(ctx, e)
-	}
-}
-
-// record hands e to the service. The change it describes has happened, so
-// a refusal is logged and counted, not returned.
-func (p *Plugin) record(ctx context.Context, e audit.Entry) {
-	// The change has committed: its entry must not depend on the caller's
-	// ctx any more (a client that hangs up cancels a request's ctx). The
-	// ctx's values (actor, request ID) stay.
-	if err := p.svc.Record(context.WithoutCancel(ctx), e); err != nil {
-		p.dropped.Add(1)
-		p.cfg.logger.Error("gormaudit: change not audited", "event_type", e.EventType, "resource", e.Resource, "err", err)
-	}
-}
-
-// batchDetails returns the condition and the rows affected of a statement
-// without a model row.
-func (p *Plugin) batchDetails(db *gorm.DB) map[string]any {
-	return map[string]any{
-		"where":         whereText(db),
-		"rows_affected": db.RowsAffected,
-	}
-}
-
-// setChanges returns the assignments of an update's SET clause by column,
-// tagged fields handled as in rows; an SQL expression appears as its text.
-func (p *Plugin) setChanges(db *gorm.DB) map[string]any {
-	changes := map[string]any{}
-	c, ok := db.Statement.Clauses["SET"]
+// onConflict returns the statement's ON CONFLICT clause, if it has one.
+func onConflict(stmt *gorm.Statement) (clause.OnConflict, bool) {
+	c, ok := stmt.Clauses["ON CONFLICT"]
 	if !ok {
-		return changes
+		return clause.OnConflict{}, false
+	}
+	oc, ok := c.Expression.(clause.OnConflict)
+	return oc, ok
+}
+
+// conflictColumns returns the columns an upsert's rows are identified
+// by: its conflict target, or else the primary key.
+func conflictColumns(stmt *gorm.Statement, oc clause.OnConflict) []string {
+	if len(oc.Columns) == 0 {
+		return stmt.Schema.PrimaryFieldDBNames
+	}
+	cols := make([]string, len(oc.Columns))
+	for i, c := range oc.Columns {
+		cols[i] = c.Name
+	}
+	return cols
+}
+
+// setClause returns the statement's SET assignments.
+func setClause(stmt *gorm.Statement) clause.Set {
+	c, ok := stmt.Clauses["SET"]
+	if !ok {
+		return nil
 	}
 	set, _ := c.Expression.(clause.Set)
-	for _, a := range set {
-		col := a.Column.Name
-		var tag string
-		if s := db.Statement.Schema; s != nil {
-			if f := s.LookUpField(col); f != nil {
-				tag = f.Tag.Get("audit")
+	return append(clause.Set(nil), set...)
+}
+
+// assignedKey returns the new primary key of the one row an update
+// assigns its own primary key columns to, as plain values.
+func assignedKey(stmt *gorm.Statement, set clause.Set, rows []row) ([]any, bool) {
+	if len(rows) != 1 || stmt.Schema == nil {
+		return nil, false
+	}
+	key := append([]any(nil), rows[0].pk...)
+	moved := false
+	for i, name := range stmt.Schema.PrimaryFieldDBNames {
+		for _, a := range set {
+			if a.Column.Name != name {
+				continue
 			}
-		}
-		if tag == "-" {
-			continue
-		}
-		var v any = a.Value
-		if expr, ok := v.(clause.Expression); ok {
-			v = exprText(db, expr)
-		}
-		nv, canon := normalize(v)
-		if tag == "redact" {
-			nv = p.redacted(canon)
-		}
-		changes[col] = nv
-	}
-	return changes
-}
-
-// loadRows reads, in the statement's transaction, the rows of its table
-// that conds select. forUpdate locks them where the dialect can.
-func (p *Plugin) loadRows(db *gorm.DB, conds []clause.Expression, unscoped, forUpdate bool) ([]row, error) {
-	stmt := db.Statement
-	dest := reflect.New(reflect.SliceOf(stmt.Schema.ModelType))
-	q := db.Session(&gorm.Session{NewDB: true, SkipHooks: true}).Table(stmt.Table)
-	if unscoped {
-		q = q.Unscoped()
-	}
-	q = q.Clauses(clause.Where{Exprs: conds})
-	if forUpdate {
-		q = q.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate})
-	}
-	if err := q.Find(dest.Interface()).Error; err != nil {
-		return nil, err
-	}
-	slice := dest.Elem()
-	rows := make([]row, 0, slice.Len())
-	for i := 0; i < slice.Len(); i++ {
-		if r, ok := p.structRow(db, slice.Index(i)); ok {
-			rows = append(rows, r)
+			if _, isExpr := a.Value.(clause.Expression); isExpr {
+				return nil, false
+			}
+			key[i], moved = a.Value, true
 		}
 	}
-	return rows, nil
-}
-
-// primaryKeyConds returns the condition on the primary keys that v (a
-// struct, or a slice or array of them) carries, as gorm:delete builds it,
-// or nil when it carries none.
-func primaryKeyConds(db *gorm.DB, v reflect.Value) []clause.Expression {
-	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
-		if v.IsNil() {
-			return nil
-		}
-		v = v.Elem()
-	}
-	if k := v.Kind(); k != reflect.Struct && k != reflect.Slice && k != reflect.Array {
-		return nil
-	}
-	s := db.Statement.Schema
-	if v.Kind() == reflect.Struct && v.Type() != s.ModelType {
-		return nil
-	}
-	_, values := schema.GetIdentityFieldValuesMap(db.Statement.Context, v, s.PrimaryFields)
-	if len(values) == 0 {
-		return nil
-	}
-	column, vals := schema.ToQueryValues(db.Statement.Table, s.PrimaryFieldDBNames, values)
-	return []clause.Expression{clause.IN{Column: column, Values: vals}}
-}
-
-// whereExprs returns the expressions of the statement's WHERE clause.
-func whereExprs(stmt *gorm.Statement) []clause.Expression {
-	c, ok := stmt.Clauses["WHERE"]
-	if !ok {
-		return nil
-	}
-	w, ok := c.Expression.(clause.Where)
-	if !ok {
-		return nil
-	}
-	return append([]clause.Expression(nil), w.Exprs...)
-}
-
-// whereText returns the statement's WHERE condition as SQL text with its
-// values written in, cut at maxWhere bytes.
-func whereText(db *gorm.DB) string {
-	exprs := whereExprs(db.Statement)
-	if len(exprs) == 0 {
-		return ""
-	}
-	s := exprText(db, clause.Where{Exprs: exprs})
-	if len(s) > maxWhere {
-		cut := maxWhere
-		for cut > 0 && !isRuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "..."
-	}
-	return s
-}
-
-// exprText builds expr as the statement would and returns its SQL with the
-// values written in, as the dialect's logger shows it.
-func exprText(db *gorm.DB, expr clause.Expression) string {
-	st := &gorm.Statement{
-		DB:      db,
-		Table:   db.Statement.Table,
-		Schema:  db.Statement.Schema,
-		Context: db.Statement.Context,
-		Clauses: map[string]clause.Clause{},
-	}
-	expr.Build(st)
-	return db.Dialector.Explain(st.SQL.String(), st.Vars...)
-}
-
-func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
-
-// changed returns the columns whose values differ between two versions of
-// a row, sorted.
-func changed(before, after row) []string {
-	cols := []string{}
-	for col, c := range after.canon {
-		if b, ok := before.canon[col]; !ok || b != c {
-			cols = append(cols, col)
-		}
-	}
-	for col := range before.canon {
-		if _, ok := after.canon[col]; !ok {
-			cols = append(cols, col)
-		}
-	}
-	sort.Strings(cols)
-	return cols
+	return key, moved
 }

@@ -49,7 +49,11 @@ func Example() {
 	if err := db.AutoMigrate(&Account{}); err != nil {
 		log.Fatal(err)
 	}
-	if err := db.Use(gormaudit.New(svc, gormaudit.WithRedactKey([]byte("example key")))); err != nil {
+	plugin, err := gormaudit.New(svc, gormaudit.WithRedactKey([]byte("example key")))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := db.Use(plugin); err != nil {
 		log.Fatal(err)
 	}
 

@@ -1,90 +1,7 @@
-// Package gormaudit records an audit entry for every create, update and
-// delete that GORM commits.
-//
-// Register the plugin on the application's own *gorm.DB:
-//
-//	svc, _ := audit.New(audit.WithSQLite("audit.db"))
-//	db.Use(gormaudit.New(svc))
-//
-// After each successful create, update and delete of a model it records an
-// [audit.Entry] with EventType "<table>.create", "<table>.update" or
-// "<table>.delete", Resource "<table>/<primary key>" (composite keys are
-// joined with commas), the Actor that the statement's context carries
-// ([audit.ContextWithActor]; "system" when it carries none, see
-// [WithDefaultActor]) and its request ID ([audit.ContextWithRequestID]).
-// Details hold the row's values under their column names:
-//
-//	create: {"after": {...}}
-//	update: {"before": {...}, "after": {...}, "changed": ["column", ...]}
-//	delete: {"before": {...}}
-//
-// The before values are read in the statement's own transaction just
-// before it runs; the after values of an update are read back just after,
-// so that SQL expressions, hooks and automatic timestamps are seen as
-// stored.
-//
-// # Batch statements
-//
-// An update or delete whose model value carries no primary key, such as
-//
-//	db.Model(&User{}).Where("age > ?", 3).Updates(map[string]any{"tier": 2})
-//	db.Where("age > ?", 3).Delete(&User{})
-//
-// has no single row to name: it records one entry with Resource "<table>"
-// and Details {"where": "<condition>", "rows_affected": N, "changes":
-// {...}} ("changes" for updates only). The condition is the SQL text of the
-// WHERE clause with its values written in, as the dialect's logger shows
-// them, cut at 8 KiB; it is "" for a global update. A batch statement that
-// affected no row records nothing, as does any statement that failed.
-//
-// # Transactions
-//
-// Only committed changes are recorded. The plugin wraps the DB's connection
-// pool (db.ConnPool) so that it sees every transaction that GORM begins on
-// it, whether GORM's own per-statement transaction, db.Transaction or
-// db.Begin: entries made inside a transaction are held until Commit
-// succeeds and then recorded, in order, and are dropped by Rollback; a
-// nested db.Transaction that rolls back to its savepoint drops the entries
-// made since the savepoint. Outside a transaction (SkipDefaultTransaction)
-// an entry is recorded as soon as its statement has run.
-//
-// Register the plugin before deriving sessions from the DB: a session made
-// earlier keeps the unwrapped pool. A transaction begun outside the wrapped
-// pool (for example on the connection of db.Connection) cannot be tracked;
-// its entries are recorded at once, before it commits, and a warning is
-// logged the first time.
-//
-// Reading the before values adds a SELECT to each update and delete of a
-// model. On SQLite, a transaction that reads before it writes fails with
-// "database is locked" when another connection wrote in between; use
-// "_txlock=immediate" in the DSN when transactions run concurrently.
-//
-// # Struct tags
-//
-// A field tagged `audit:"-"` is left out of Details. A field tagged
-// `audit:"redact"` appears as "hmac-sha256:" and the hex HMAC-SHA256, under
-// the key of [WithRedactKey], of the canonical JSON of its value: the same
-// form as the root option [audit.WithRedactKeys], so equal secrets stay
-// correlatable but unreadable. Without WithRedactKey such a field appears
-// as "[redacted]". A redacted field still appears in "changed" when it
-// changed.
-//
-// # What is not recorded
-//
-// Raw SQL (db.Exec, db.Raw) is not seen. The audit service's own tables
-// (see [WithAuditTable]) and any table named by [WithSkipTables] are never
-// audited, so that the service and the models can share one database
-// without recursion.
-//
-// Recording happens after the change has committed, so a refused Record
-// (a full queue under OverflowFail, a closed service, an entry too large)
-// cannot fail the statement: it is logged and counted by
-// [Plugin.Dropped]. A failure to read the before or after values, which
-// happens inside the statement, fails the statement instead, so that no
-// unaudited change commits.
 package gormaudit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,82 +12,70 @@ import (
 	"gorm.io/gorm"
 )
 
-// Defaults of the options.
-const (
-	DefaultActor = "system"            // WithDefaultActor
-	chainTable   = "audit_chain_heads" // the root package's chain table: never audited
+// DefaultActor is the Actor of entries whose statement context carries
+// none (see [WithDefaultActor]).
+const DefaultActor = "system"
+
+// Recorder is what the plugin needs of the audit log: [*audit.AuditService]
+// implements it.
+type Recorder interface {
+	// Record records e; see [audit.AuditService.Record].
+	Record(ctx context.Context, e audit.Entry) error
+}
+
+// Compile-time checks that the types fit the interfaces they are used as.
+var (
+	_ gorm.Plugin = (*Plugin)(nil)
+	_ Recorder    = (*audit.AuditService)(nil)
 )
 
 // Plugin is the gorm.Plugin that audits model changes. Create it with
 // [New] and register it with db.Use. Its methods are safe for concurrent
 // use.
 type Plugin struct {
-	svc *audit.AuditService
+	rec Recorder
 	cfg config
 
 	dropped atomic.Uint64 // entries that Record refused
 	warned  atomic.Bool   // the untracked-transaction warning was logged
 }
 
-// New returns the plugin that records into svc. Options are checked when
-// the plugin is registered: db.Use returns their error.
-func New(svc *audit.AuditService, opts ...Option) *Plugin {
+// New returns the plugin that records into rec, or an error that names
+// the first invalid option.
+func New(rec Recorder, opts ...Option) (*Plugin, error) {
 	cfg := config{
 		actor:  DefaultActor,
-		tables: map[string]bool{strings.ToLower(audit.DefaultTable): true, chainTable: true},
+		tables: map[string]bool{strings.ToLower(audit.DefaultTable): true, strings.ToLower(audit.ChainTable): true},
 		logger: slog.Default(),
 	}
-	if svc == nil {
-		cfg.fail("New", "nil AuditService")
+	if rec == nil {
+		return nil, errors.New("gormaudit: New: nil Recorder")
 	}
-	for _, o := range opts {
+	for i, o := range opts {
 		if o == nil {
-			cfg.fail("New", "nil Option")
-			continue
+			return nil, fmt.Errorf("gormaudit: New: option %d is nil", i)
 		}
-		o(&cfg)
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
 	}
-	return &Plugin{svc: svc, cfg: cfg}
+	return &Plugin{rec: rec, cfg: cfg}, nil
 }
 
 // Name returns "gormaudit", the name GORM registers the plugin under.
 func (p *Plugin) Name() string { return "gormaudit" }
 
-// Initialize wraps db's connection pool and registers the callbacks. GORM
-// calls it from db.Use; it returns the error of any invalid option.
+// Initialize registers the callbacks and places the plugin's transaction
+// tracking beneath db's connection pool (see the package doc). GORM calls
+// it from db.Use.
 func (p *Plugin) Initialize(db *gorm.DB) error {
-	if err := errors.Join(p.cfg.errs...); err != nil {
-		return err
-	}
 	if db.ConnPool == nil {
 		return errors.New("gormaudit: the DB has no connection pool")
 	}
-	pool := &connPool{ConnPool: db.ConnPool, p: p}
-	if db.Statement != nil && db.Statement.ConnPool == db.ConnPool {
-		db.Statement.ConnPool = pool
+	if err := p.register(db); err != nil {
+		return err
 	}
-	db.ConnPool = pool
-
-	cb := db.Callback()
-	for _, r := range []struct {
-		name string
-		err  error
-	}{
-		// The before callbacks run last before the statement, after the
-		// model's Before hooks; the after callbacks run first after it, so
-		// that a row's entry precedes those of its associations. Both run
-		// inside GORM's per-statement transaction. (After("gorm:create")
-		// would not do: GORM places such a callback last, after the commit.)
-		{"gormaudit:before_update", cb.Update().Before("gorm:update").Register("gormaudit:before_update", p.beforeUpdate)},
-		{"gormaudit:after_update", cb.Update().Before("gorm:save_after_associations").Register("gormaudit:after_update", p.afterUpdate)},
-		{"gormaudit:before_delete", cb.Delete().Before("gorm:delete").Register("gormaudit:before_delete", p.beforeDelete)},
-		{"gormaudit:after_delete", cb.Delete().Before("gorm:after_delete").Register("gormaudit:after_delete", p.afterDelete)},
-		{"gormaudit:after_create", cb.Create().Before("gorm:save_after_associations").Register("gormaudit:after_create", p.afterCreate)},
-	} {
-		if r.err != nil {
-			return fmt.Errorf("gormaudit: register callback %s: %w", r.name, r.err)
-		}
-	}
+	p.trackTransactions(db)
 	return nil
 }
 
@@ -178,44 +83,44 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 // refused (each is also logged): the changes stand, unaudited.
 func (p *Plugin) Dropped() uint64 { return p.dropped.Load() }
 
-// An Option configures a Plugin in New.
-type Option func(*config)
+// An Option configures a Plugin in [New].
+type Option func(*config) error
 
 type config struct {
 	actor     string
 	tables    map[string]bool // lower-cased names of the tables never audited
 	redactKey []byte
 	logger    *slog.Logger
-	errs      []error
 }
 
-func (c *config) fail(option, format string, args ...any) {
-	c.errs = append(c.errs, fmt.Errorf("gormaudit: %s: %s", option, fmt.Sprintf(format, args...)))
+// optionError returns the error of an invalid option, naming it.
+func optionError(option, format string, args ...any) error {
+	return fmt.Errorf("gormaudit: %s: %s", option, fmt.Sprintf(format, args...))
 }
 
 // WithDefaultActor sets the Actor of entries whose statement context
 // carries none (see [audit.ContextWithActor]). Defaults to "system".
 func WithDefaultActor(actor string) Option {
-	return func(c *config) {
+	return func(c *config) error {
 		if actor == "" {
-			c.fail("WithDefaultActor", "empty actor")
-			return
+			return optionError("WithDefaultActor", "empty actor")
 		}
 		c.actor = actor
+		return nil
 	}
 }
 
 // WithAuditTable names the audit service's table (its [audit.WithTable]),
 // which is never audited; neither is the service's chain table,
-// "audit_chain_heads". Defaults to "audit_entries".
+// [audit.ChainTable]. Defaults to [audit.DefaultTable].
 func WithAuditTable(name string) Option {
-	return func(c *config) {
+	return func(c *config) error {
 		if name == "" {
-			c.fail("WithAuditTable", "empty table name")
-			return
+			return optionError("WithAuditTable", "empty table name")
 		}
 		delete(c.tables, strings.ToLower(audit.DefaultTable))
 		c.tables[strings.ToLower(name)] = true
+		return nil
 	}
 }
 
@@ -223,39 +128,39 @@ func WithAuditTable(name string) Option {
 // as session or cache tables. Names match case-insensitively. Defaults to
 // none.
 func WithSkipTables(tables ...string) Option {
-	return func(c *config) {
-		for _, t := range tables {
+	return func(c *config) error {
+		for i, t := range tables {
 			if t == "" {
-				c.fail("WithSkipTables", "empty table name")
-				return
+				return optionError("WithSkipTables", "table name %d is empty", i)
 			}
 			c.tables[strings.ToLower(t)] = true
 		}
+		return nil
 	}
 }
 
-// WithRedactKey sets the HMAC key of fields tagged `audit:"redact"`: their
-// values appear as "hmac-sha256:" and the hex HMAC-SHA256 of their
-// canonical JSON, as [audit.WithRedactKeys] writes them. Defaults to none:
-// such fields appear as "[redacted]".
+// WithRedactKey sets the HMAC key of redacted values (see the package
+// doc): they appear as [audit.RedactedPrefix] and the hex HMAC-SHA256 of
+// their canonical JSON, as [audit.WithRedactKeys] writes them. Defaults to
+// none: such values appear as "[redacted]".
 func WithRedactKey(key []byte) Option {
-	return func(c *config) {
+	return func(c *config) error {
 		if len(key) == 0 {
-			c.fail("WithRedactKey", "empty key")
-			return
+			return optionError("WithRedactKey", "empty key")
 		}
 		c.redactKey = append([]byte(nil), key...)
+		return nil
 	}
 }
 
 // WithLogger sets the logger of refused entries and warnings. Defaults to
 // slog.Default().
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) {
+	return func(c *config) error {
 		if l == nil {
-			c.fail("WithLogger", "nil logger")
-			return
+			return optionError("WithLogger", "nil logger")
 		}
 		c.logger = l
+		return nil
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cleveragents/audit"
 	"github.com/cleveragents/audit/gormaudit"
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gorm.io/gorm"
@@ -190,7 +191,8 @@ func TestUpdate(t *testing.T) {
 		assert.Equal(t, "ops", e.Actor)
 		assert.Equal(t, "req-b", e.RequestID)
 		assert.Equal(t, map[string]any{
-			"where":         "age > 3",
+			"where":         "age > ?",
+			"vars":          []any{float64(3)},
 			"rows_affected": float64(2),
 			"changes":       map[string]any{"email": "x@example.com", "password": hmacOf(redactKey, `"reset"`)},
 		}, e.Details)
@@ -202,7 +204,8 @@ func TestUpdate(t *testing.T) {
 		require.NoError(t, db.Model(&User{}).Where("name = ?", "a").Update("age", gorm.Expr("age + ?", 1)).Error)
 		es := recorded(t, svc)
 		require.Len(t, es, 2)
-		assert.Equal(t, "name = \"a\"", es[1].Details["where"])
+		assert.Equal(t, "name = ?", es[1].Details["where"])
+		assert.Equal(t, []any{"a"}, es[1].Details["vars"])
 		assert.Equal(t, map[string]any{"age": "age + 1"}, es[1].Details["changes"])
 	})
 }
@@ -240,7 +243,7 @@ func TestDelete(t *testing.T) {
 		e := es[5]
 		assert.Equal(t, "users.delete", e.EventType)
 		assert.Equal(t, "users", e.Resource)
-		assert.Equal(t, map[string]any{"where": "age < 3", "rows_affected": float64(2)}, e.Details)
+		assert.Equal(t, map[string]any{"where": "age < ?", "vars": []any{float64(3)}, "rows_affected": float64(2)}, e.Details)
 	})
 
 	t.Run("a slice of models records one entry per row", func(t *testing.T) {
@@ -487,8 +490,8 @@ func TestTransactions(t *testing.T) {
 func TestUntrackedTransactionIsRecordedAndWarned(t *testing.T) {
 	db, _ := openApp(t, nil)
 	svc := newService(t)
-	var logs logBuffer
-	require.NoError(t, db.Use(gormaudit.New(svc, gormaudit.WithLogger(logs.logger()))))
+	var logs testutil.LogBuffer
+	use(t, db, svc, gormaudit.WithLogger(logs.Logger()))
 	// db.Connection pins an *sql.Conn, whose transactions bypass the
 	// plugin's pool: as documented, their entries are recorded at once.
 	require.NoError(t, db.Connection(func(conn *gorm.DB) error {
@@ -513,7 +516,7 @@ func TestPreparedStatements(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			db, _ := openApp(t, tc.cfg)
 			svc := newService(t)
-			require.NoError(t, db.Use(gormaudit.New(svc)))
+			use(t, db, svc)
 			if tc.sess {
 				db = db.Session(&gorm.Session{PrepareStmt: true})
 			}
@@ -565,7 +568,7 @@ func TestAuditTablesAreNotAudited(t *testing.T) {
 		svc, err := audit.New(audit.WithDB(db), audit.WithAsync(false))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = svc.Close() })
-		require.NoError(t, db.Use(gormaudit.New(svc)))
+		use(t, db, svc)
 		// Bounded, so that a deadlock fails the test instead of hanging it.
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
@@ -589,7 +592,7 @@ func TestAuditTablesAreNotAudited(t *testing.T) {
 		svc, err := audit.New(audit.WithDB(db), audit.WithTable("my_audit"))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = svc.Close() })
-		require.NoError(t, db.Use(gormaudit.New(svc, gormaudit.WithAuditTable("my_audit"), gormaudit.WithSkipTables("Widgets"))))
+		use(t, db, svc, gormaudit.WithAuditTable("my_audit"), gormaudit.WithSkipTables("Widgets"))
 
 		require.NoError(t, db.Create(&User{Name: "a"}).Error)
 		require.NoError(t, svc.Flush(context.Background())) // the service has created its table
@@ -605,7 +608,7 @@ func TestAuditTablesAreNotAudited(t *testing.T) {
 func TestRedactWithoutKey(t *testing.T) {
 	db, _ := openApp(t, nil)
 	svc := newService(t)
-	require.NoError(t, db.Use(gormaudit.New(svc)))
+	use(t, db, svc)
 	require.NoError(t, db.Create(&User{Name: "a", Password: "s3cret"}).Error)
 	es := recorded(t, svc)
 	require.Len(t, es, 1)
@@ -615,9 +618,8 @@ func TestRedactWithoutKey(t *testing.T) {
 func TestRefusedRecordIsCountedNotFailed(t *testing.T) {
 	db, _ := openApp(t, nil)
 	svc := newService(t)
-	var logs logBuffer
-	p := gormaudit.New(svc, gormaudit.WithLogger(logs.logger()))
-	require.NoError(t, db.Use(p))
+	var logs testutil.LogBuffer
+	p := use(t, db, svc, gormaudit.WithLogger(logs.Logger()))
 	require.NoError(t, svc.Close())
 
 	require.NoError(t, db.Create(&User{Name: "a"}).Error, "the change stands")
@@ -636,22 +638,22 @@ func TestOptions(t *testing.T) {
 	svc := newService(t)
 	for _, tc := range []struct {
 		name string
-		p    *gormaudit.Plugin
+		rec  gormaudit.Recorder
+		opts []gormaudit.Option
 		want string
 	}{
-		{"nil service", gormaudit.New(nil), "nil AuditService"},
-		{"empty redact key", gormaudit.New(svc, gormaudit.WithRedactKey(nil)), "WithRedactKey"},
-		{"empty actor", gormaudit.New(svc, gormaudit.WithDefaultActor("")), "WithDefaultActor"},
-		{"empty audit table", gormaudit.New(svc, gormaudit.WithAuditTable("")), "WithAuditTable"},
-		{"empty skipped table", gormaudit.New(svc, gormaudit.WithSkipTables("")), "WithSkipTables"},
-		{"nil logger", gormaudit.New(svc, gormaudit.WithLogger(nil)), "WithLogger"},
-		{"nil option", gormaudit.New(svc, nil), "nil Option"},
+		{"nil recorder", nil, nil, "gormaudit: New: nil Recorder"},
+		{"empty redact key", svc, []gormaudit.Option{gormaudit.WithRedactKey(nil)}, "gormaudit: WithRedactKey: empty key"},
+		{"empty actor", svc, []gormaudit.Option{gormaudit.WithDefaultActor("")}, "gormaudit: WithDefaultActor: empty actor"},
+		{"empty audit table", svc, []gormaudit.Option{gormaudit.WithAuditTable("")}, "gormaudit: WithAuditTable: empty table name"},
+		{"empty skipped table", svc, []gormaudit.Option{gormaudit.WithSkipTables("a", "")}, "gormaudit: WithSkipTables: table name 1 is empty"},
+		{"nil logger", svc, []gormaudit.Option{gormaudit.WithLogger(nil)}, "gormaudit: WithLogger: nil logger"},
+		{"nil option", svc, []gormaudit.Option{gormaudit.WithDefaultActor("a"), nil}, "gormaudit: New: option 1 is nil"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db, _ := openApp(t, nil)
-			err := db.Use(tc.p)
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tc.want)
+			p, err := gormaudit.New(tc.rec, tc.opts...)
+			require.EqualError(t, err, tc.want)
+			assert.Nil(t, p)
 		})
 	}
 }
@@ -668,5 +670,7 @@ func TestDBKeepsWorking(t *testing.T) {
 		assert.Same(t, sqlDB, inner)
 		return nil
 	}))
-	assert.ErrorIs(t, db.Use(gormaudit.New(svc)), gorm.ErrRegistered)
+	again, err := gormaudit.New(svc)
+	require.NoError(t, err)
+	assert.ErrorIs(t, db.Use(again), gorm.ErrRegistered)
 }

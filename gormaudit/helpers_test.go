@@ -1,14 +1,11 @@
 package gormaudit_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"log/slog"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/cleveragents/audit"
@@ -110,9 +107,17 @@ func setup(tb testing.TB, opts ...gormaudit.Option) (*gorm.DB, *audit.AuditServi
 	tb.Helper()
 	db, _ := openApp(tb, nil)
 	svc := newService(tb)
-	p := gormaudit.New(svc, append([]gormaudit.Option{gormaudit.WithRedactKey(redactKey)}, opts...)...)
-	require.NoError(tb, db.Use(p))
+	p := use(tb, db, svc, append([]gormaudit.Option{gormaudit.WithRedactKey(redactKey)}, opts...)...)
 	return db, svc, p
+}
+
+// use registers a new plugin that records into rec on db.
+func use(tb testing.TB, db *gorm.DB, rec gormaudit.Recorder, opts ...gormaudit.Option) *gormaudit.Plugin {
+	tb.Helper()
+	p, err := gormaudit.New(rec, opts...)
+	require.NoError(tb, err)
+	require.NoError(tb, db.Use(p))
+	return p
 }
 
 // recorded flushes svc and returns every committed entry in ID order.
@@ -136,26 +141,4 @@ func hmacOf(key []byte, canonicalJSON string) string {
 // actorCtx returns a context carrying an actor and a request ID.
 func actorCtx(actor, requestID string) context.Context {
 	return audit.ContextWithRequestID(audit.ContextWithActor(context.Background(), actor), requestID)
-}
-
-// logBuffer is a concurrency-safe sink for a slog.Logger.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(b, nil))
 }

@@ -10,14 +10,38 @@ import (
 	"gorm.io/gorm"
 )
 
-// connPool wraps the DB's connection pool so that every transaction GORM
-// begins on it is an *auditTx, which learns whether it committed. It
-// implements gorm.ConnPoolBeginner, not gorm.TxBeginner, because it returns
-// the wrapper rather than an *sql.Tx; and it is no gorm.TxCommitter, so
-// GORM never mistakes it for a transaction.
+// connPool sits beneath GORM's own pool types and sees every transaction
+// GORM begins on the DB, so that entries recorded after commit (the log
+// on another database) learn whether their transaction committed. It is
+// the DB's ConnPool, or the ConnPool inside GORM's *gorm.PreparedStmtDB, so
+// that GORM still finds its own types there: a prepared-statement DB stays
+// a *gorm.PreparedStmtDB, its transactions stay *gorm.PreparedStmtTX, and
+// GORM unwraps those to run SAVEPOINT unprepared. It implements
+// gorm.ConnPoolBeginner, not gorm.TxBeginner, because it returns the
+// wrapper rather than an *sql.Tx; and it is no gorm.TxCommitter, so GORM
+// never mistakes it for a transaction.
 type connPool struct {
 	gorm.ConnPool
 	p *Plugin
+}
+
+// trackTransactions places a connPool beneath db's pool, once.
+func (p *Plugin) trackTransactions(db *gorm.DB) {
+	switch pool := db.ConnPool.(type) {
+	case *connPool:
+	case *gorm.PreparedStmtDB:
+		// The same *gorm.PreparedStmtDB that GORM caches for sessions
+		// with PrepareStmt: wrapping inside it reaches them too.
+		if _, ok := pool.ConnPool.(*connPool); !ok {
+			pool.ConnPool = &connPool{ConnPool: pool.ConnPool, p: p}
+		}
+	default:
+		wrapped := &connPool{ConnPool: db.ConnPool, p: p}
+		if db.Statement != nil && db.Statement.ConnPool == db.ConnPool {
+			db.Statement.ConnPool = wrapped
+		}
+		db.ConnPool = wrapped
+	}
 }
 
 // BeginTx begins a transaction on the wrapped pool and wraps it.

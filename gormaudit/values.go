@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/cleveragents/audit"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 	"gorm.io/gorm/schema"
@@ -39,9 +40,10 @@ func (r row) resource(table string) string {
 }
 
 // structRow reads the columns of v, a value of the statement's model type.
-// It reports false for any other value, or for one whose primary key is
-// zero while the model has one (a row that was not written).
-func (p *Plugin) structRow(db *gorm.DB, v reflect.Value) (row, bool) {
+// It reports false for any other value, or, unless keyless, for one whose
+// primary key is zero while the model has one (a row that was not
+// written). keyless takes such a row as it is, without a key.
+func (p *Plugin) structRow(db *gorm.DB, v reflect.Value, keyless bool) (row, bool) {
 	s := db.Statement.Schema
 	if s == nil || v.Kind() != reflect.Struct || v.Type() != s.ModelType {
 		return row{}, false
@@ -53,7 +55,7 @@ func (p *Plugin) structRow(db *gorm.DB, v reflect.Value) (row, bool) {
 			continue
 		}
 		fv, _ := f.ValueOf(ctx, v)
-		p.setColumn(&r, f.DBName, f.Tag.Get("audit"), fv)
+		p.setColumn(&r, f.DBName, fieldPolicy(f), fv)
 	}
 	if len(s.PrimaryFields) > 0 {
 		zero := true
@@ -63,7 +65,8 @@ func (p *Plugin) structRow(db *gorm.DB, v reflect.Value) (row, bool) {
 			r.pk = append(r.pk, fv)
 		}
 		if zero {
-			return row{}, false
+			r.pk = nil
+			return r, keyless
 		}
 		setKey(&r)
 	}
@@ -88,9 +91,9 @@ func (p *Plugin) mapRow(db *gorm.DB, m reflect.Value) row {
 		}
 		v := iter.Value().Interface()
 		if expr, ok := v.(clause.Expression); ok {
-			v = exprText(db, expr)
+			v = p.exprText(db, expr)
 		}
-		col, tag := k, ""
+		col, pol := k, columnPolicy(s, k)
 		if k == "@id" {
 			if pkField == nil {
 				continue
@@ -98,7 +101,7 @@ func (p *Plugin) mapRow(db *gorm.DB, m reflect.Value) row {
 			col = pkField.DBName
 		} else if s != nil {
 			if f := s.LookUpField(k); f != nil {
-				col, tag = f.DBName, f.Tag.Get("audit")
+				col, pol = f.DBName, fieldPolicy(f)
 				if col == "" {
 					continue // a relation, not a column
 				}
@@ -107,7 +110,7 @@ func (p *Plugin) mapRow(db *gorm.DB, m reflect.Value) row {
 		if pkField != nil && col == pkField.DBName {
 			pk = v
 		}
-		p.setColumn(&r, col, tag, v)
+		p.setColumn(&r, col, pol, v)
 	}
 	if pk != nil {
 		r.pk = []any{pk}
@@ -116,17 +119,86 @@ func (p *Plugin) mapRow(db *gorm.DB, m reflect.Value) row {
 	return r
 }
 
-// setColumn puts a column's value into r as its tag says.
-func (p *Plugin) setColumn(r *row, col, tag string, v any) {
-	if tag == "-" {
+// setColumn puts a column's value into r as its policy says.
+func (p *Plugin) setColumn(r *row, col string, pol policy, v any) {
+	if pol == omit {
 		return
 	}
 	nv, canon := normalize(v)
 	r.canon[col] = canon
-	if tag == "redact" {
+	if pol == redact {
 		nv = p.redacted(canon)
 	}
 	r.values[col] = nv
+}
+
+// policy is how Details show a column's values.
+type policy int
+
+const (
+	keep   policy = iota // as stored
+	omit                 // not at all
+	redact               // as a keyed hash, or "[redacted]"
+)
+
+// fieldPolicy returns the policy of a model's field: `audit:"-"` omits it;
+// `audit:"redact"`, `json:"-"` (whatever the audit tag but "-") and a
+// column name that says it holds a secret redact it, the last unless
+// `audit:"clear"` opts it in.
+func fieldPolicy(f *schema.Field) policy {
+	tag := f.Tag.Get("audit")
+	switch {
+	case tag == "-":
+		return omit
+	case tag == "redact", f.Tag.Get("json") == "-":
+		return redact
+	case tag == "clear":
+		return keep
+	case secretName(f.DBName):
+		return redact
+	}
+	return keep
+}
+
+// columnPolicy returns the policy of a column of the statement's model
+// (by field or column name), or of a column of a table without a model,
+// which only its name can redact.
+func columnPolicy(s *schema.Schema, col string) policy {
+	if s != nil {
+		if f := s.LookUpField(col); f != nil {
+			return fieldPolicy(f)
+		}
+	}
+	if secretName(col) {
+		return redact
+	}
+	return keep
+}
+
+// Words that mark a column name as holding a secret: anywhere in the
+// name, or as a whole word of it (between underscores), for the short
+// ones that occur inside harmless words ("footprint", "seeded").
+var (
+	secretParts = []string{"password", "passwd", "passphrase", "secret", "token", "apikey", "api_key",
+		"privatekey", "private_key", "credential", "signing_key", "encryption_key"}
+	secretWords = map[string]bool{"pwd": true, "otp": true, "totp": true, "hotp": true, "mfa": true,
+		"2fa": true, "seed": true, "pin": true, "cvv": true, "salt": true}
+)
+
+// secretName reports whether a column name says that it holds a secret.
+func secretName(col string) bool {
+	c := strings.ToLower(col)
+	for _, part := range secretParts {
+		if strings.Contains(c, part) {
+			return true
+		}
+	}
+	for _, w := range strings.FieldsFunc(c, func(r rune) bool { return r == '_' || r == '-' || r == '.' || r == ' ' }) {
+		if secretWords[w] {
+			return true
+		}
+	}
+	return false
 }
 
 // setKey derives the key and text of r's primary key, r.pk.
@@ -147,14 +219,15 @@ func setKey(r *row) {
 }
 
 // redacted returns the keyed hash of a value's canonical JSON, in the
-// form of the root package's WithRedactKeys.
+// form of the root package's WithRedactKeys, or "[redacted]" without a
+// key.
 func (p *Plugin) redacted(canon string) string {
 	if p.cfg.redactKey == nil {
 		return redactedPlaceholder
 	}
 	m := hmac.New(sha256.New, p.cfg.redactKey)
 	m.Write([]byte(canon))
-	return "hmac-sha256:" + hex.EncodeToString(m.Sum(nil))
+	return audit.RedactedPrefix + hex.EncodeToString(m.Sum(nil))
 }
 
 // normalize returns v as Details hold it, a JSON value (what a field's

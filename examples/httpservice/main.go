@@ -166,11 +166,15 @@ func run(ctx context.Context, addr, dbPath string, out io.Writer, logger *slog.L
 		}
 	}()
 
-	// The plugin wraps db's connection pool, so register it before any
+	// The plugin places its pool beneath db's, so register it before any
 	// session is derived from db. It never audits the service's own tables
 	// (audit.DefaultTable and audit_chain_heads); a service with
 	// audit.WithTable passes the same name to gormaudit.WithAuditTable.
-	if err := db.Use(gormaudit.New(svc, gormaudit.WithLogger(logger))); err != nil {
+	plugin, err := gormaudit.New(svc, gormaudit.WithLogger(logger))
+	if err != nil {
+		return err
+	}
+	if err := db.Use(plugin); err != nil {
 		return fmt.Errorf("register gormaudit: %w", err)
 	}
 
@@ -266,10 +270,11 @@ func shutdownAudit(svc *audit.AuditService, logger *slog.Logger) error {
 // WAL lets readers (auditctl among them) work beside the writers; the busy
 // timeout makes a writer wait for the audit service's transactions rather
 // than fail; and _txlock=immediate starts every transaction with the write
-// lock, because one that reads first (as the handlers do, and the plugin,
-// to record the values before an update) cannot upgrade to a write once
-// another connection, a concurrent request's or the audit writer's, has
-// written the file in between: it fails at once with "database is locked".
+// lock, because one that reads first (as the transfer handler does) cannot
+// upgrade to a write once another connection, a concurrent request's or
+// the audit writer's, has written the file in between: it fails at once
+// with "database is locked". (The plugin needs no such setting: on SQLite
+// it takes the write lock itself before it reads a row's values.)
 func openDB(path string, logger *slog.Logger) (*gorm.DB, error) {
 	dsn := path + "?_journal_mode=WAL&_busy_timeout=5000&_txlock=immediate&_foreign_keys=on"
 	db, err := gorm.Open(sqlite.Open(dsn), &gorm.Config{
