@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gorm.io/driver/sqlite"
@@ -67,7 +67,7 @@ func TestNewValidatesOptions(t *testing.T) {
 	}
 
 	t.Run("boundaries accepted", func(t *testing.T) {
-		s, err := New(WithSQLite(tempDB(t)), WithQueueSize(1), WithBatchSize(1),
+		s, err := New(WithSQLite(testutil.TempDB(t)), WithQueueSize(1), WithBatchSize(1),
 			WithTable("_"+strings.Repeat("a", 62)), WithRetention(0), WithChainKey([]byte{0}))
 		require.NoError(t, err)
 		require.NoError(t, s.Close())
@@ -665,8 +665,8 @@ func TestFailedOpenIsRetried(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		d := countOpens(st.dialector(), 2)
-		logs := &logBuffer{}
-		s := newServiceAt(t, WithDialector(d), WithTable(st.table), WithLogger(logs.jsonLogger()))
+		logs := &testutil.LogBuffer{}
+		s := newServiceAt(t, WithDialector(d), WithTable(st.table), WithLogger(logs.JSONLogger()))
 		for i := 1; i <= 2; i++ {
 			_, err := s.Count(ctx, Filter{})
 			require.ErrorIs(t, err, errInjectedOpen)
@@ -686,11 +686,11 @@ func TestFailedOpenIsRetried(t *testing.T) {
 func TestMissingDirectoryRecovered(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "later")
-	s := newServiceAt(t, WithSQLite(filepath.Join(dir, "audit.db")), WithLogger(discardLogger()))
+	s := newServiceAt(t, WithSQLite(filepath.Join(dir, "audit.db")), WithLogger(testutil.Discard()))
 	for i := 0; i < 20; i++ {
 		require.NoError(t, s.Record(ctx, sampleEntry(i)))
 	}
-	waitFor(t, 5*time.Second, func() bool { return s.Stats().Failures >= 2 }, "failed opens")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return s.Stats().Failures >= 2 }, "failed opens")
 	assert.Equal(t, 20, s.Stats().Queued, "entries stay queued")
 	_, err := os.Stat(dir)
 	require.True(t, os.IsNotExist(err), "the library does not create directories")
@@ -712,7 +712,7 @@ func TestMissingDirectoryRecovered(t *testing.T) {
 func TestWriteFailureRetriedInOrder(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
-		s := st.service(t, WithLogger(discardLogger()))
+		s := st.service(t, WithLogger(testutil.Discard()))
 		require.NoError(t, s.Record(ctx, sampleEntry(0)))
 		require.NoError(t, s.Flush(ctx))
 
@@ -721,7 +721,7 @@ func TestWriteFailureRetriedInOrder(t *testing.T) {
 		for i := 1; i <= 30; i++ {
 			require.NoError(t, s.Record(ctx, sampleEntry(i)))
 		}
-		waitFor(t, 5*time.Second, func() bool { return s.Stats().Failures >= 2 }, "failed writes")
+		testutil.WaitFor(t, 5*time.Second, func() bool { return s.Stats().Failures >= 2 }, "failed writes")
 
 		fctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 		err := s.Flush(fctx)
@@ -786,8 +786,8 @@ func TestShutdownDrainsEverything(t *testing.T) {
 func TestShutdownTimeoutLogsUncommitted(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
-		logs := &logBuffer{}
-		s := st.service(t, WithLogger(logs.jsonLogger()))
+		logs := &testutil.LogBuffer{}
+		s := st.service(t, WithLogger(logs.JSONLogger()))
 		require.NoError(t, s.Record(ctx, sampleEntry(0)))
 		require.NoError(t, s.Flush(ctx))
 		release := st.holdWriteLock(t)
@@ -1046,16 +1046,16 @@ func TestRetentionPrunesByClock(t *testing.T) {
 
 		clock := newMutableClock(base.Add(12 * time.Hour))
 		fast := Option(func(c *config) { c.retentionEvery = 10 * time.Millisecond })
-		s := st.service(t, WithRetention(6*time.Hour), WithClock(clock.now), fast, WithLogger(discardLogger()))
+		s := st.service(t, WithRetention(6*time.Hour), WithClock(clock.now), fast, WithLogger(testutil.Discard()))
 		count := func() int64 {
 			n, err := s.Count(ctx, Filter{})
 			require.NoError(t, err)
 			return n
 		}
 		// The first open starts retention: entries before base+6h go.
-		waitFor(t, 5*time.Second, func() bool { return count() == 4 }, "retention at first open")
+		testutil.WaitFor(t, 5*time.Second, func() bool { return count() == 4 }, "retention at first open")
 		clock.advance(2 * time.Hour)
-		waitFor(t, 5*time.Second, func() bool { return count() == 2 }, "retention on the next interval")
+		testutil.WaitFor(t, 5*time.Second, func() bool { return count() == 2 }, "retention on the next interval")
 		rep, err := s.Verify(ctx)
 		require.NoError(t, err)
 		assert.Equal(t, int64(9), rep.FirstID)
@@ -1100,7 +1100,7 @@ func TestMemoryDatabase(t *testing.T) {
 
 func TestWithDBIsNotClosed(t *testing.T) {
 	ctx := context.Background()
-	db, err := gorm.Open(sqlite.Open(tempDB(t)), &gorm.Config{})
+	db, err := gorm.Open(sqlite.Open(testutil.TempDB(t)), &gorm.Config{})
 	require.NoError(t, err)
 	sqlDB, err := db.DB()
 	require.NoError(t, err)
@@ -1121,7 +1121,7 @@ func TestCustomTable(t *testing.T) {
 	s, path := newService(t, WithTable("Security_Log"))
 	require.NoError(t, s.Record(ctx, sampleEntry(0)))
 	require.NoError(t, s.Flush(ctx))
-	raw := rawDB(t, path)
+	raw := testutil.RawDB(t, path)
 	var n int
 	require.NoError(t, raw.QueryRow(`SELECT COUNT(*) FROM "Security_Log"`).Scan(&n))
 	assert.Equal(t, 1, n)
@@ -1218,10 +1218,10 @@ func TestIndexesServeFilters(t *testing.T) {
 func TestLibraryLogsOnlyThroughItsLogger(t *testing.T) {
 	// Capture the process's stdout and stderr around a failing open, which
 	// GORM would report on its default logger.
-	logs := &logBuffer{}
+	logs := &testutil.LogBuffer{}
 	out := captureOutput(t, func() {
 		s, err := New(WithSQLite(filepath.Join(t.TempDir(), "missing", "a.db")),
-			WithLogger(logs.logger()))
+			WithLogger(logs.Logger()))
 		require.NoError(t, err)
 		_, err = s.Count(context.Background(), Filter{})
 		require.Error(t, err)
@@ -1252,10 +1252,6 @@ func captureOutput(t *testing.T, f func()) string {
 	os.Stdout, os.Stderr = stdout, stderr
 	require.NoError(t, w.Close())
 	return <-done
-}
-
-func discardLogger() *slog.Logger {
-	return slog.New(slog.DiscardHandler)
 }
 
 func TestOpeningAnExistingLogOnlyReads(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/mattn/go-sqlite3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -60,7 +61,7 @@ func batchObserved(t *testing.T, opts ...Option) (*AuditService, *batchRecorder,
 		c.RegisterRollbackHook(func() { rows = 0 })
 		return nil
 	}})
-	path := tempDB(t)
+	path := testutil.TempDB(t)
 	dsn, _ := sqliteDSN(path)
 	s := newServiceAt(t, append([]Option{WithDialector(sqlite.New(sqlite.Config{DriverName: name, DSN: dsn}))}, opts...)...)
 	return s, rec, path
@@ -93,7 +94,7 @@ func TestBatchNeverExceedsBatchSize(t *testing.T) {
 			_, err := s.Count(ctx, Filter{}) // open, so that the lock below is the only obstacle
 			require.NoError(t, err)
 
-			release := holdWriteLock(t, path)
+			release := testutil.HoldWriteLock(t, path)
 			for i := 0; i < tc.n; i++ {
 				require.NoError(t, s.Record(ctx, sampleEntry(i)))
 			}
@@ -130,7 +131,7 @@ func TestBatchNeverExceedsBatchSize(t *testing.T) {
 		s, rec, path := batchObserved(t, WithBatchSize(batch), WithAsync(false))
 		_, err := s.Count(ctx, Filter{})
 		require.NoError(t, err)
-		release := holdWriteLock(t, path)
+		release := testutil.HoldWriteLock(t, path)
 		var wg sync.WaitGroup
 		errs := make(chan error, callers*each)
 		for g := 0; g < callers; g++ {
@@ -143,7 +144,7 @@ func TestBatchNeverExceedsBatchSize(t *testing.T) {
 			}()
 		}
 		// Every caller's first entry is queued or in flight before the lock goes.
-		waitFor(t, 10*time.Second, func() bool { return s.Stats().Queued == callers }, "all callers waiting")
+		testutil.WaitFor(t, 10*time.Second, func() bool { return s.Stats().Queued == callers }, "all callers waiting")
 		release()
 		wg.Wait()
 		close(errs)
@@ -206,7 +207,7 @@ func TestBatchLoneEntryIsWrittenAtOnce(t *testing.T) {
 func TestBatchShutdownWaitsForTransactionInFlight(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
-		s, err := New(append(st.opts(), WithBatchSize(4), WithLogger(discardLogger()))...)
+		s, err := New(append(st.opts(), WithBatchSize(4), WithLogger(testutil.Discard()))...)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = s.Close() })
 		_, err = s.Count(ctx, Filter{}) // open: the chain head row exists to be locked
@@ -216,7 +217,7 @@ func TestBatchShutdownWaitsForTransactionInFlight(t *testing.T) {
 		require.NoError(t, s.Record(ctx, sampleEntry(0)))
 		// The writer has taken the entry off the queue: its transaction is
 		// in flight, blocked on the lock.
-		waitFor(t, 10*time.Second, func() bool { return len(s.in.queue) == 0 }, "the writer to take the first entry")
+		testutil.WaitFor(t, 10*time.Second, func() bool { return len(s.in.queue) == 0 }, "the writer to take the first entry")
 		const n = 10
 		for i := 1; i < n; i++ {
 			require.NoError(t, s.Record(ctx, sampleEntry(i)))
@@ -226,7 +227,7 @@ func TestBatchShutdownWaitsForTransactionInFlight(t *testing.T) {
 		defer cancel()
 		done := make(chan error, 1)
 		go func() { done <- s.Shutdown(sctx) }()
-		waitFor(t, 10*time.Second, s.in.isClosed, "Shutdown to begin")
+		testutil.WaitFor(t, 10*time.Second, s.in.isClosed, "Shutdown to begin")
 
 		require.ErrorIs(t, s.Record(ctx, sampleEntry(n)), ErrClosed, "Shutdown has begun")
 		// Shutdown has not returned: nothing is committed while the lock is held.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -24,7 +25,7 @@ func TestErrorsCarryThePrefixOnce(t *testing.T) {
 	_, listErr := s.List(ctx, Filter{Limit: -1})
 	_, countErr := s.Count(ctx, Filter{Actor: "\x00"})
 	recErr := s.Record(ctx, Entry{EventType: "x"})
-	rawDB(t, path).Exec(`UPDATE audit_entries SET actor = 'mallory' WHERE id = 2`)
+	testutil.RawDB(t, path).Exec(`UPDATE audit_entries SET actor = 'mallory' WHERE id = 2`)
 	_, verifyErr := s.Verify(ctx)
 
 	for _, c := range []struct {

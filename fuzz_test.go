@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -50,7 +51,7 @@ func FuzzRecordRoundTrip(f *testing.F) {
 	f.Add("e", "a", "", "", "", int64(1), int64(0), int16(0), []byte(`{"d":`+strings.Repeat("[", 1000)+strings.Repeat("]", 1000)+`}`)) // 1001: refused
 
 	ctx := context.Background()
-	s := newServiceAt(f, WithSQLite(":memory:"), WithAsync(false), WithClock(func() time.Time { return fzClock }), WithLogger(discardLogger()))
+	s := newServiceAt(f, WithSQLite(":memory:"), WithAsync(false), WithClock(func() time.Time { return fzClock }), WithLogger(testutil.Discard()))
 	var lastID int64
 	var lastHash string
 
@@ -313,7 +314,7 @@ func FuzzFilter(f *testing.F) {
 	f.Add("", "", "", "", "", int64(-9223372036854775808), int64(-1), int64(9223372036854775807), int64(9223372036854775807), int16(-32768), int64(-9223372036854775808), int64(9223372036854775807), 1, true)
 
 	ctx := context.Background()
-	s := newServiceAt(f, WithSQLite(":memory:"), WithLogger(discardLogger()))
+	s := newServiceAt(f, WithSQLite(":memory:"), WithLogger(testutil.Discard()))
 	all := fzDataset(f, s)
 
 	f.Fuzz(func(t *testing.T, actor, eventType, resource, outcome, requestID string, sinceSec, sinceNsec, untilSec, untilNsec int64, zoneMin int16, afterID, beforeID int64, limit int, desc bool) {

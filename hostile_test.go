@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gorm.io/driver/postgres"
@@ -84,7 +85,7 @@ func TestHostTableNamesRefused(t *testing.T) {
 	}
 
 	// Nothing was created, dropped or changed.
-	raw := rawDB(t, path)
+	raw := testutil.RawDB(t, path)
 	rows, err := raw.Query(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`)
 	require.NoError(t, err)
 	var tables []string
@@ -164,7 +165,7 @@ func TestHostTableNamesReservedByTheDatabase(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := New(tt.db(t), WithTable(tt.name), WithLogger(discardLogger()))
+			s, err := New(tt.db(t), WithTable(tt.name), WithLogger(testutil.Discard()))
 			if err == nil {
 				sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				defer cancel()
@@ -176,7 +177,7 @@ func TestHostTableNamesReservedByTheDatabase(t *testing.T) {
 	}
 }
 
-func hostSQLiteOption(t *testing.T) Option { return WithSQLite(tempDB(t)) }
+func hostSQLiteOption(t *testing.T) Option { return WithSQLite(testutil.TempDB(t)) }
 
 func hostPostgresOption(*testing.T) Option {
 	return WithDialector(postgres.Open("postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=1"))
@@ -195,7 +196,7 @@ func TestHostTableNameCaseAliases(t *testing.T) {
 			dropTableAtEnd(t, st.raw, upper.table)
 		}
 		open := func(st *backend) *AuditService {
-			s, err := New(append(st.opts(), WithLogger(discardLogger()))...)
+			s, err := New(append(st.opts(), WithLogger(testutil.Discard()))...)
 			require.NoError(t, err)
 			t.Cleanup(func() {
 				// Bounded: a writer that cannot commit must not hang the test.
@@ -539,7 +540,7 @@ func TestHostLogLinesCannotBeForged(t *testing.T) {
 	for _, format := range []string{"json", "text"} {
 		t.Run(format, func(t *testing.T) {
 			ctx := context.Background()
-			w := &logBuffer{}
+			w := &testutil.LogBuffer{}
 			var h slog.Handler = slog.NewJSONHandler(w, nil)
 			if format == "text" {
 				h = slog.NewTextHandler(w, nil)
@@ -549,7 +550,7 @@ func TestHostLogLinesCannotBeForged(t *testing.T) {
 			require.NoError(t, s.Record(ctx, sampleEntry(0)))
 			require.NoError(t, s.Flush(ctx))
 
-			release := holdWriteLock(t, path)
+			release := testutil.HoldWriteLock(t, path)
 			forged := hostForgeries()
 			for _, e := range forged {
 				require.NoError(t, s.Record(ctx, e))

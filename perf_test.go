@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -26,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/require"
 	"gorm.io/gorm"
 	gormlogger "gorm.io/gorm/logger"
@@ -338,7 +338,7 @@ func perfChannelCall(b *testing.B, entries []Entry, parallel bool) float64 {
 // drains the queue (see BenchmarkRecordCall). It returns ns per call.
 func perfRecordCall(b *testing.B, entries []Entry, parallel bool) float64 {
 	missing := filepath.Join(b.TempDir(), "missing", "audit.db")
-	s, err := New(WithSQLite(missing), WithLogger(perfQuietLogger()))
+	s, err := New(WithSQLite(missing), WithLogger(testutil.Discard()))
 	require.NoError(b, err)
 	defer func() {
 		// Give up at once: the writer logs (to nowhere) the batch it holds.
@@ -404,8 +404,6 @@ func perfCalls(b *testing.B, parallel bool, op func(i int) error) float64 {
 	return ns
 }
 
-func perfQuietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
 // BenchmarkQuery is Get, List (an actor and a 6-hour window, Limit 100)
 // and Count (an event type) on the 1M-entry fixture, each beside the same
 // query hand-written with database/sql on its own pool over the same file:
@@ -416,7 +414,7 @@ func perfQuietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 func BenchmarkQuery(b *testing.B) {
 	path := perfFixture(b)
 	ctx := context.Background()
-	s := newServiceAt(b, WithSQLite(path), WithLogger(perfQuietLogger()))
+	s := newServiceAt(b, WithSQLite(path), WithLogger(testutil.Discard()))
 	_, err := s.Get(ctx, 1) // open before timing
 	require.NoError(b, err)
 	dsn, _ := sqliteDSN(path)
@@ -661,7 +659,7 @@ func perfFixtureReady(path string) bool {
 // indexes, the chain head row (q.initHead) and WAL.
 func perfBuildFixture(path string, q queries) error {
 	// An unopened service: its newRecord and chain, and nothing else.
-	s, err := New(WithSQLite(path), WithLogger(perfQuietLogger()))
+	s, err := New(WithSQLite(path), WithLogger(testutil.Discard()))
 	if err != nil {
 		return err
 	}
@@ -739,7 +737,7 @@ func perfBuildFixture(path string, q queries) error {
 // perfCheckFixture opens a service on the new fixture and verifies its
 // chain from end to end.
 func perfCheckFixture(path string) error {
-	s, err := New(WithSQLite(path), WithLogger(perfQuietLogger()))
+	s, err := New(WithSQLite(path), WithLogger(testutil.Discard()))
 	if err != nil {
 		return err
 	}
@@ -788,7 +786,7 @@ type perfStall struct {
 func perfPruneStall(tb testing.TB) perfStall {
 	tb.Helper()
 	ctx := context.Background()
-	s := newServiceAt(tb, WithSQLite(perfCopy(tb)), WithAsync(false), WithLogger(perfQuietLogger()))
+	s := newServiceAt(tb, WithSQLite(perfCopy(tb)), WithAsync(false), WithLogger(testutil.Discard()))
 	_, err := s.Get(ctx, 1) // open
 	require.NoError(tb, err)
 
@@ -898,10 +896,10 @@ func TestPerfRefusedRecordsHeap(t *testing.T) {
 		refusals = 100_000
 	}
 	ctx := context.Background()
-	s, path := newService(t, WithOverflow(OverflowFail), WithLogger(perfQuietLogger()))
+	s, path := newService(t, WithOverflow(OverflowFail), WithLogger(testutil.Discard()))
 	_, err := s.Count(ctx, Filter{}) // open: the writer then waits only for the lock
 	require.NoError(t, err)
-	release := holdWriteLock(t, path)
+	release := testutil.HoldWriteLock(t, path)
 
 	accepted := 0
 	for ; ; accepted++ {

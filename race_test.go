@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"runtime"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -23,14 +23,8 @@ import (
 // The tests of this file release many goroutines at once (they park on a
 // start channel that is closed only when every one of them runs) and then
 // assert exact outcomes: counts, open calls, the IDs and links of the chain.
-// None synchronises with time.Sleep; waitFor polls only for background
+// None synchronises with time.Sleep; testutil.WaitFor polls only for background
 // effects.
-
-// raceQuietLogger discards what the services log: the failures these tests
-// inject on purpose would only clutter the output.
-func raceQuietLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
 
 // raceRelease runs fn(0) through fn(n-1) in n goroutines, parks them until
 // every one has started, releases them together by closing one channel and
@@ -159,8 +153,8 @@ func TestRaceLazyOpenExactlyOnce(t *testing.T) {
 	for round := 0; round < rounds; round++ {
 		async := round%2 == 0
 		t.Run(fmt.Sprintf("round%d/async=%v", round, async), func(t *testing.T) {
-			d := newCountingDialector(tempDB(t), 0)
-			s := raceService(t, WithDialector(d), WithAsync(async), WithLogger(raceQuietLogger()))
+			d := newCountingDialector(testutil.TempDB(t), 0)
+			s := raceService(t, WithDialector(d), WithAsync(async), WithLogger(testutil.Discard()))
 			require.Zero(t, d.opens.Load(), "New must not open the database")
 
 			var records atomic.Int64
@@ -205,8 +199,8 @@ func TestRaceFailedOpenIsRetried(t *testing.T) {
 	ctx := raceCtx(t)
 
 	t.Run("readers", func(t *testing.T) {
-		d := newCountingDialector(tempDB(t), failFirst)
-		s := raceService(t, WithDialector(d), WithLogger(raceQuietLogger()))
+		d := newCountingDialector(testutil.TempDB(t), failFirst)
+		s := raceService(t, WithDialector(d), WithLogger(testutil.Discard()))
 		errs := make([]error, workers)
 		raceRelease(t, workers, func(i int) {
 			_, errs[i] = s.Count(ctx, Filter{})
@@ -232,8 +226,8 @@ func TestRaceFailedOpenIsRetried(t *testing.T) {
 
 	for _, async := range []bool{true, false} {
 		t.Run(fmt.Sprintf("writer/async=%v", async), func(t *testing.T) {
-			d := newCountingDialector(tempDB(t), failFirst)
-			s := raceService(t, WithDialector(d), WithAsync(async), WithLogger(raceQuietLogger()))
+			d := newCountingDialector(testutil.TempDB(t), failFirst)
+			s := raceService(t, WithDialector(d), WithAsync(async), WithLogger(testutil.Discard()))
 			errs := make([]error, workers)
 			raceRelease(t, workers, func(i int) {
 				errs[i] = s.Record(ctx, raceEntry(i, 0))
@@ -273,8 +267,8 @@ func TestRaceRecordVsShutdown(t *testing.T) {
 	ctx := raceCtx(t)
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
-			path := tempDB(t)
-			s := raceService(t, append([]Option{WithSQLite(path), WithLogger(raceQuietLogger())}, mode.opts...)...)
+			path := testutil.TempDB(t)
+			s := raceService(t, append([]Option{WithSQLite(path), WithLogger(testutil.Discard())}, mode.opts...)...)
 
 			var (
 				mu       sync.Mutex
@@ -334,7 +328,7 @@ func TestRaceRecordVsShutdown(t *testing.T) {
 			require.EqualValues(t, refused, st.Rejected, "every ErrClosed counts as rejected")
 			require.ErrorIs(t, s.Record(ctx, raceEntry(99, 0)), ErrClosed)
 
-			s2 := raceService(t, WithSQLite(path), WithLogger(raceQuietLogger()))
+			s2 := raceService(t, WithSQLite(path), WithLogger(testutil.Discard()))
 			require.EqualValues(t, len(accepted), raceCount(t, s2, Filter{}))
 			all := raceAllEntries(t, s2)
 			require.Len(t, all, len(accepted))
@@ -365,7 +359,7 @@ func TestRaceRecordVsShutdown(t *testing.T) {
 func TestRaceFlushVsRecord(t *testing.T) {
 	const flushers, rounds, noise, noiseMax = 6, 8, 2, 1000
 	ctx := raceCtx(t)
-	s := raceService(t, WithSQLite(tempDB(t)), WithLogger(raceQuietLogger()))
+	s := raceService(t, WithSQLite(testutil.TempDB(t)), WithLogger(testutil.Discard()))
 
 	var left atomic.Int64
 	left.Store(flushers)
@@ -463,8 +457,8 @@ func TestRaceConcurrentShutdown(t *testing.T) {
 
 	t.Run("drained", func(t *testing.T) {
 		const n = 300
-		path := tempDB(t)
-		s := raceService(t, WithSQLite(path), WithLogger(raceQuietLogger()))
+		path := testutil.TempDB(t)
+		s := raceService(t, WithSQLite(path), WithLogger(testutil.Discard()))
 		for k := 0; k < n; k++ {
 			require.NoError(t, s.Record(ctx, raceEntry(0, k)))
 		}
@@ -489,14 +483,14 @@ func TestRaceConcurrentShutdown(t *testing.T) {
 		require.NoError(t, s.Shutdown(ctx))
 		require.NoError(t, s.Close())
 
-		s2 := raceService(t, WithSQLite(path), WithLogger(raceQuietLogger()))
+		s2 := raceService(t, WithSQLite(path), WithLogger(testutil.Discard()))
 		require.EqualValues(t, n, raceCount(t, s2, Filter{}))
 		raceRequireVerified(t, s2, n)
 	})
 
 	t.Run("never-opened", func(t *testing.T) {
-		path := tempDB(t)
-		s := raceService(t, WithSQLite(path), WithLogger(raceQuietLogger()))
+		path := testutil.TempDB(t)
+		s := raceService(t, WithSQLite(path), WithLogger(testutil.Discard()))
 		errs := make([]error, callers)
 		raceRelease(t, callers, func(i int) {
 			if i%2 == 0 {
@@ -515,13 +509,13 @@ func TestRaceConcurrentShutdown(t *testing.T) {
 
 	t.Run("aborted", func(t *testing.T) {
 		const stuck = 10
-		path := tempDB(t)
-		var logBuf logBuffer
+		path := testutil.TempDB(t)
+		var logBuf testutil.LogBuffer
 		logger := slog.New(slog.NewJSONHandler(&logBuf, nil))
 		s := raceService(t, WithSQLite(path), WithLogger(logger))
 		require.NoError(t, s.Record(ctx, raceEntry(0, 0)))
 		require.NoError(t, s.Flush(ctx)) // opened, in WAL mode, one entry committed
-		release := holdWriteLock(t, path)
+		release := testutil.HoldWriteLock(t, path)
 		for k := 1; k <= stuck; k++ {
 			require.NoError(t, s.Record(ctx, raceEntry(0, k)))
 		}
@@ -548,7 +542,7 @@ func TestRaceConcurrentShutdown(t *testing.T) {
 			"every entry not committed is logged")
 
 		release()
-		s2 := raceService(t, WithSQLite(path), WithLogger(raceQuietLogger()))
+		s2 := raceService(t, WithSQLite(path), WithLogger(testutil.Discard()))
 		require.EqualValues(t, 1, raceCount(t, s2, Filter{}))
 		raceRequireVerified(t, s2, 1)
 	})
@@ -568,7 +562,7 @@ func TestRaceReadersDuringWrites(t *testing.T) {
 	ctx := raceCtx(t)
 	for _, mode := range modes {
 		t.Run(fmt.Sprintf("async=%v", mode.async), func(t *testing.T) {
-			s := raceService(t, WithSQLite(tempDB(t)), WithAsync(mode.async), WithLogger(raceQuietLogger()))
+			s := raceService(t, WithSQLite(testutil.TempDB(t)), WithAsync(mode.async), WithLogger(testutil.Discard()))
 			var left atomic.Int64
 			left.Store(writers)
 			writersDone := make(chan struct{})
@@ -657,7 +651,7 @@ func TestRaceStatsConsistency(t *testing.T) {
 	ctx := raceCtx(t)
 	for _, async := range []bool{true, false} {
 		t.Run(fmt.Sprintf("async=%v", async), func(t *testing.T) {
-			s := raceService(t, WithSQLite(tempDB(t)), WithAsync(async), WithBatchSize(batchSize), WithLogger(raceQuietLogger()))
+			s := raceService(t, WithSQLite(testutil.TempDB(t)), WithAsync(async), WithBatchSize(batchSize), WithLogger(testutil.Discard()))
 			var begun, accepted atomic.Int64
 			var left atomic.Int64
 			left.Store(workers)
@@ -717,11 +711,11 @@ func TestRaceStatsConsistency(t *testing.T) {
 	t.Run("piled-up", func(t *testing.T) {
 		const recorders, perRecorder = 10, 10
 		const piled = recorders * perRecorder
-		path := tempDB(t)
-		s := raceService(t, WithSQLite(path), WithBatchSize(batchSize), WithLogger(raceQuietLogger()))
+		path := testutil.TempDB(t)
+		s := raceService(t, WithSQLite(path), WithBatchSize(batchSize), WithLogger(testutil.Discard()))
 		require.NoError(t, s.Record(ctx, raceEntry(0, 0)))
 		require.NoError(t, s.Flush(ctx)) // open, WAL, one batch of one
-		release := holdWriteLock(t, path)
+		release := testutil.HoldWriteLock(t, path)
 		finished := make(chan struct{})
 		defer func() { release(); <-finished }() // even when a require fails first
 
@@ -774,10 +768,10 @@ func TestRaceTwoServicesOneFile(t *testing.T) {
 	ctx := raceCtx(t)
 	for _, mode := range modes {
 		t.Run(fmt.Sprintf("async=%v", mode.async), func(t *testing.T) {
-			path := tempDB(t)
+			path := testutil.TempDB(t)
 			svcs := [2]*AuditService{
-				raceService(t, WithSQLite(path), WithAsync(mode.async), WithBatchSize(batchSize), WithLogger(raceQuietLogger())),
-				raceService(t, WithSQLite(path), WithAsync(mode.async), WithBatchSize(batchSize), WithLogger(raceQuietLogger())),
+				raceService(t, WithSQLite(path), WithAsync(mode.async), WithBatchSize(batchSize), WithLogger(testutil.Discard())),
+				raceService(t, WithSQLite(path), WithAsync(mode.async), WithBatchSize(batchSize), WithLogger(testutil.Discard())),
 			}
 			raceRelease(t, 2*perService, func(i int) {
 				s := svcs[i%2]
@@ -827,10 +821,10 @@ func TestRaceNoGoroutineAfterShutdown(t *testing.T) {
 	ctx := raceCtx(t)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			path := tempDB(t)
+			path := testutil.TempDB(t)
 			ignore := goleak.IgnoreCurrent()
 			before := runtime.NumGoroutine()
-			s, err := New(append([]Option{WithSQLite(path), WithLogger(raceQuietLogger())}, tc.opts...)...)
+			s, err := New(append([]Option{WithSQLite(path), WithLogger(testutil.Discard())}, tc.opts...)...)
 			require.NoError(t, err)
 			require.Greater(t, runtime.NumGoroutine(), before, "New starts the writer")
 			if tc.use {
@@ -844,7 +838,7 @@ func TestRaceNoGoroutineAfterShutdown(t *testing.T) {
 			}
 			require.NoError(t, s.Shutdown(ctx))
 			goleak.VerifyNone(t, ignore)
-			waitFor(t, 5*time.Second, func() bool { return runtime.NumGoroutine() <= before },
+			testutil.WaitFor(t, 5*time.Second, func() bool { return runtime.NumGoroutine() <= before },
 				"the goroutine count to return to its level before New")
 		})
 	}
@@ -861,7 +855,7 @@ func TestRaceQueriesVsShutdown(t *testing.T) {
 	ctx := raceCtx(t)
 	for round := 0; round < rounds; round++ {
 		t.Run(fmt.Sprintf("round%d", round), func(t *testing.T) {
-			s := raceService(t, WithSQLite(tempDB(t)), WithLogger(raceQuietLogger()))
+			s := raceService(t, WithSQLite(testutil.TempDB(t)), WithLogger(testutil.Discard()))
 			require.NoError(t, s.Record(ctx, raceEntry(0, 0)))
 			require.NoError(t, s.Flush(ctx))
 			old := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC) // prunes nothing
@@ -931,11 +925,11 @@ func TestRaceTwoServicesOpenTogether(t *testing.T) {
 	ctx := raceCtx(t)
 	for round := 0; round < rounds; round++ {
 		t.Run(fmt.Sprintf("round%d", round), func(t *testing.T) {
-			path := tempDB(t)
-			var logs [2]logBuffer
+			path := testutil.TempDB(t)
+			var logs [2]testutil.LogBuffer
 			svcs := [2]*AuditService{
-				raceService(t, WithSQLite(path), WithLogger(logs[0].logger())),
-				raceService(t, WithSQLite(path), WithLogger(logs[1].logger())),
+				raceService(t, WithSQLite(path), WithLogger(logs[0].Logger())),
+				raceService(t, WithSQLite(path), WithLogger(logs[1].Logger())),
 			}
 			errs := make([]error, 2)
 			raceRelease(t, 2, func(i int) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -185,11 +186,11 @@ func TestRedactKeys(t *testing.T) {
 		assert.Equal(t, int64(5), rep.Entries)
 
 		var n int
-		require.NoError(t, rawDB(t, path).QueryRow(
+		require.NoError(t, testutil.RawDB(t, path).QueryRow(
 			`SELECT COUNT(*) FROM audit_entries WHERE details LIKE '%TOPSECRET%'`).Scan(&n))
 		assert.Zero(t, n, "no stored row holds the secret")
 		var stored string
-		require.NoError(t, rawDB(t, path).QueryRow(`SELECT details FROM audit_entries WHERE id = 1`).Scan(&stored))
+		require.NoError(t, testutil.RawDB(t, path).QueryRow(`SELECT details FROM audit_entries WHERE id = 1`).Scan(&stored))
 		assert.Contains(t, stored, keyedHash(key, `"TOPSECRET-"`))
 	})
 
@@ -205,7 +206,7 @@ func TestRedactKeys(t *testing.T) {
 			"empty key": WithRedactKeys([]byte{}, "password"),
 			"no keys":   WithRedactKeys(key),
 		} {
-			_, err := New(WithSQLite(tempDB(t)), opt)
+			_, err := New(WithSQLite(testutil.TempDB(t)), opt)
 			require.Error(t, err, name)
 			assert.Contains(t, err.Error(), "WithRedactKeys", name)
 		}

@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/mattn/go-sqlite3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -228,7 +229,7 @@ func relCrashRound(t *testing.T, path string, round int, async bool, killAfter i
 // independent connection (which also recovers the WAL of a killed writer).
 func relIntegrityCheck(t *testing.T, path string) {
 	t.Helper()
-	db := rawDB(t, path)
+	db := testutil.RawDB(t, path)
 	defer db.Close()
 	var res string
 	require.NoError(t, db.QueryRow("PRAGMA integrity_check").Scan(&res))
@@ -262,7 +263,7 @@ func relCrash(t *testing.T, async bool) {
 		t.Skip("starts processes")
 	}
 	ctx := context.Background()
-	path := tempDB(t)
+	path := testutil.TempDB(t)
 	var total int64
 	for round := range relCrashRounds {
 		killAfter := 300 + 150*round // acknowledged entries
@@ -332,7 +333,7 @@ func TestCrashDurabilityAsync(t *testing.T) { relCrash(t, true) }
 // that a fault left in place by a failed test cannot hang the run.
 func relService(t *testing.T, opts ...Option) *AuditService {
 	t.Helper()
-	s, err := New(append([]Option{WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+	s, err := New(append([]Option{WithLogger(testutil.Discard())}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -482,7 +483,7 @@ func relCheck(t *testing.T, s *AuditService, l *relLoad, extra int64, flushWithi
 func relWaitWritten(t *testing.T, s *AuditService, n uint64, within time.Duration, msg string) {
 	t.Helper()
 	from := s.Stats().Written
-	waitFor(t, within, func() bool { return s.Stats().Written >= from+n }, msg)
+	testutil.WaitFor(t, within, func() bool { return s.Stats().Written >= from+n }, msg)
 }
 
 // relNoTmpfsEnv, set to 1, makes the disk-full test behave as if mounting
@@ -551,7 +552,7 @@ func TestFaultMatrix(t *testing.T) {
 const relBusyFor = 6 * time.Second
 
 func relFaultBusy(t *testing.T, syncMode bool) {
-	path := tempDB(t)
+	path := testutil.TempDB(t)
 	s := relService(t, WithSQLite(path), WithAsync(!syncMode))
 	name := "busy-async"
 	if syncMode {
@@ -561,7 +562,7 @@ func relFaultBusy(t *testing.T, syncMode bool) {
 	relWaitWritten(t, s, 200, 30*time.Second, "the first commits")
 
 	before := s.Stats()
-	release := holdWriteLock(t, path)
+	release := testutil.HoldWriteLock(t, path)
 	// The fault's length. Written is read a second in: a commit that ended
 	// just before the lock was taken may be counted a moment after.
 	<-time.After(time.Second)
@@ -569,7 +570,7 @@ func relFaultBusy(t *testing.T, syncMode bool) {
 	<-time.After(relBusyFor - time.Second)
 	assert.Equal(t, held.Written, s.Stats().Written, "nothing commits while another connection holds the write lock")
 	release()
-	waitFor(t, 10*time.Second, func() bool { return s.Stats().Failures >= before.Failures+1 }, "the busy database counted as a failure")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return s.Stats().Failures >= before.Failures+1 }, "the busy database counted as a failure")
 	relWaitWritten(t, s, 200, 30*time.Second, "writing resumes by itself after the lock is released")
 	l.finish(t)
 	relCheck(t, s, l, 0, 30*time.Second)
@@ -594,7 +595,7 @@ func relFaultDiskFull(t *testing.T, mounted *bool) {
 	}
 	*mounted = true
 	path := filepath.Join(dir, "audit.db")
-	logs := &logBuffer{}
+	logs := &testutil.LogBuffer{}
 	// A small queue: what is queued during the fault must fit on the
 	// filesystem once it is freed.
 	s := relService(t, WithSQLite(path), WithQueueSize(256), WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
@@ -604,9 +605,9 @@ func relFaultDiskFull(t *testing.T, mounted *bool) {
 	filler := filepath.Join(dir, "filler")
 	filled := relFill(t, filler)
 	before := s.Stats().Failures
-	waitFor(t, 30*time.Second, func() bool { return s.Stats().Failures > before }, "a failed write on the full filesystem")
+	testutil.WaitFor(t, 30*time.Second, func() bool { return s.Stats().Failures > before }, "a failed write on the full filesystem")
 	// The writer counts a failure just before it logs it.
-	waitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "database or disk is full") },
+	testutil.WaitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "database or disk is full") },
 		"the write failing with SQLITE_FULL in the log")
 	fctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	err := s.Flush(fctx)
@@ -661,8 +662,8 @@ func (c relFullConn) ExecContext(ctx context.Context, query string, args []drive
 func relFaultDiskFullInjected(t *testing.T) {
 	relRegisterFullDriver()
 	t.Cleanup(func() { relFull.Store(false) })
-	dsn, _ := sqliteDSN(tempDB(t))
-	logs := &logBuffer{}
+	dsn, _ := sqliteDSN(testutil.TempDB(t))
+	logs := &testutil.LogBuffer{}
 	s := relService(t, WithDialector(sqlite.New(sqlite.Config{DriverName: "rel-sqlite3-full", DSN: dsn})),
 		WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	l := relStartLoad(t, s, "disk-full-injected", false, 0)
@@ -670,9 +671,9 @@ func relFaultDiskFullInjected(t *testing.T) {
 
 	relFull.Store(true)
 	before := s.Stats().Failures
-	waitFor(t, 30*time.Second, func() bool { return s.Stats().Failures >= before+2 }, "failed writes while the disk is full")
+	testutil.WaitFor(t, 30*time.Second, func() bool { return s.Stats().Failures >= before+2 }, "failed writes while the disk is full")
 	// The writer counts a failure just before it logs it.
-	waitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "database or disk is full") },
+	testutil.WaitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "database or disk is full") },
 		"the write failing with SQLITE_FULL in the log")
 	relFull.Store(false)
 	relWaitWritten(t, s, 100, 30*time.Second, "writing resumes by itself once space is freed")
@@ -697,7 +698,7 @@ func relFaultDirMissing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "later")
 	s := relService(t, WithSQLite(filepath.Join(dir, "audit.db")))
 	l := relStartLoad(t, s, "dir-missing", false, 0)
-	waitFor(t, 30*time.Second, func() bool { return s.Stats().Failures >= 2 }, "failed opens while the directory is missing")
+	testutil.WaitFor(t, 30*time.Second, func() bool { return s.Stats().Failures >= 2 }, "failed opens while the directory is missing")
 	assert.Zero(t, s.Stats().Written)
 	require.NoError(t, os.Mkdir(dir, 0o755))
 	relWaitWritten(t, s, 500, 30*time.Second, "writing once the directory exists")
@@ -714,22 +715,22 @@ func relFaultDirMissing(t *testing.T) {
 // line.
 func relFaultCtxCancelled(t *testing.T) {
 	ctx := context.Background()
-	path := tempDB(t)
+	path := testutil.TempDB(t)
 	s := relService(t, WithSQLite(path), WithAsync(false))
 	opening := Entry{EventType: "rel.open", Actor: "ctx-opening", RequestID: "ctx-opening"}
 	require.NoError(t, s.Record(ctx, opening), "opens the database and creates the schema")
 
-	release := holdWriteLock(t, path)
+	release := testutil.HoldWriteLock(t, path)
 	special := Entry{EventType: "rel.cancelled", Actor: "ctx-special", RequestID: "ctx-special"}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	got := make(chan error, 1)
 	go func() { got <- s.Record(cctx, special) }()
-	waitFor(t, 10*time.Second, func() bool { return s.Stats().Queued == 1 }, "the entry queued, taken into the writer's batch")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return s.Stats().Queued == 1 }, "the entry queued, taken into the writer's batch")
 
 	// The load queues behind it, while the lock is held.
 	l := relStartLoad(t, s, "ctx-load", true, 0)
-	waitFor(t, 10*time.Second, func() bool { return s.Stats().Queued == 1+relGoroutines }, "every load goroutine waiting for its commit")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return s.Stats().Queued == 1+relGoroutines }, "every load goroutine waiting for its commit")
 	cancel()
 	err := <-got
 	require.ErrorIs(t, err, context.Canceled, "Record returns its ctx's error")
@@ -772,7 +773,7 @@ func relChaos(rng *rand.Rand, raw *sql.DB, loadDone <-chan struct{}, st *relChao
 	// inTx runs stmts as one write transaction, or (none) just holds the
 	// write lock for hold.
 	inTx := func(hold time.Duration, stmts ...string) error {
-		if _, err := takeWriteLock(ctx, conn); err != nil {
+		if _, err := testutil.TakeWriteLock(ctx, conn); err != nil {
 			return fmt.Errorf("take the write lock: %w", err)
 		}
 		for _, stmt := range stmts {
@@ -838,11 +839,11 @@ func TestChaos(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 
 	ctx := context.Background()
-	path := tempDB(t)
+	path := testutil.TempDB(t)
 	s := relService(t, WithSQLite(path), WithOverflow(OverflowBlock))
 	_, err := s.Count(ctx, Filter{}) // creates the table the faults act on
 	require.NoError(t, err)
-	raw := rawDB(t, path)
+	raw := testutil.RawDB(t, path)
 
 	began := time.Now()
 	l := relStartLoad(t, s, "chaos", false, relChaosTotal/relGoroutines)

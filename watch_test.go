@@ -8,18 +8,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // watchedService records n entries into a new file and returns the service,
 // the file's path, the head it had then, and the service's log.
-func watchedService(t *testing.T, n int) (*AuditService, string, VerifyReport, *logBuffer) {
+func watchedService(t *testing.T, n int) (*AuditService, string, VerifyReport, *testutil.LogBuffer) {
 	t.Helper()
 	ctx := context.Background()
-	path := tempDB(t)
-	logs := &logBuffer{}
-	s := newServiceAt(t, WithSQLite(path), WithLogger(logs.jsonLogger()))
+	path := testutil.TempDB(t)
+	logs := &testutil.LogBuffer{}
+	s := newServiceAt(t, WithSQLite(path), WithLogger(logs.JSONLogger()))
 	for i := 0; i < n; i++ {
 		require.NoError(t, s.Record(ctx, sampleEntry(i)))
 	}
@@ -76,7 +77,7 @@ func TestDeletedFileIsDetectedWhileIdle(t *testing.T) {
 	ctx := context.Background()
 	s, path, old, logs := watchedService(t, 10)
 	require.NoError(t, os.Remove(path))
-	waitFor(t, 3*fileCheckEvery, func() bool { return s.Stats().Failures == 1 }, "detection by the idle writer")
+	testutil.WaitFor(t, 3*fileCheckEvery, func() bool { return s.Stats().Failures == 1 }, "detection by the idle writer")
 	assert.Contains(t, logs.String(), `"head_id":10`)
 
 	recordFrom(t, s, 100, 5)
@@ -109,7 +110,7 @@ func TestReplacedByAnotherLogIsRefused(t *testing.T) {
 	require.NoError(t, os.Rename(foreign, path))
 
 	recordFrom(t, s, 100, 4)
-	waitFor(t, 10*time.Second, func() bool { return s.Stats().Failures >= 3 }, "refused writes")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return s.Stats().Failures >= 3 }, "refused writes")
 	assert.Contains(t, logs.String(), "holds another log")
 	assert.Equal(t, 4, s.Stats().Queued, "the entries wait; none went to either file")
 
