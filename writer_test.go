@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -159,6 +160,27 @@ func TestBatchNeverExceedsBatchSize(t *testing.T) {
 		assert.Contains(t, sizes, batch, "32 waiting callers fill at least one batch: %v", sizes)
 		assert.Equal(t, uint64(len(sizes)), s.Stats().Batches)
 	})
+
+	// The same bound where no hook can see the transactions (PostgreSQL):
+	// only Stats tells, so the claim is the weaker one it supports.
+	t.Run("on every backend", func(t *testing.T) {
+		forEachBackend(t, func(t *testing.T, st *backend) {
+			const batch, n = 10, 95
+			s := st.service(t, WithBatchSize(batch))
+			require.NoError(t, s.Flush(ctx))
+			_, err := s.Count(ctx, Filter{}) // open, so the lock below is the only obstacle
+			require.NoError(t, err)
+			release := st.holdWriteLock(t)
+			for i := 0; i < n; i++ {
+				require.NoError(t, s.Record(ctx, sampleEntry(i)))
+			}
+			release()
+			require.NoError(t, s.Flush(ctx))
+			stats := s.Stats()
+			assert.Equal(t, uint64(n), stats.Written)
+			assert.GreaterOrEqual(t, stats.Batches, uint64((n+batch-1)/batch))
+		})
+	})
 }
 
 func TestBatchLoneEntryIsWrittenAtOnce(t *testing.T) {
@@ -312,4 +334,39 @@ func TestBatchRecordAfterShutdownEnqueuesNothing(t *testing.T) {
 			})
 		})
 	}
+}
+
+func TestWriteFailureRetriedInOrder(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
+		ctx := context.Background()
+		s := st.service(t, WithLogger(testutil.Discard()))
+		require.NoError(t, s.Record(ctx, sampleEntry(0)))
+		require.NoError(t, s.Flush(ctx))
+
+		// A real fault: the table disappears under the writer.
+		st.exec(t, `ALTER TABLE $TABLE RENAME TO $AWAY`)
+		for i := 1; i <= 30; i++ {
+			require.NoError(t, s.Record(ctx, sampleEntry(i)))
+		}
+		testutil.WaitFor(t, 5*time.Second, func() bool { return s.Stats().Failures >= 2 }, "failed writes")
+
+		fctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		err := s.Flush(fctx)
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Contains(t, err.Error(), st.table, "Flush wraps the last write error, which names the missing table")
+
+		st.exec(t, `ALTER TABLE $AWAY RENAME TO $TABLE`)
+		fctx, cancel = context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		require.NoError(t, s.Flush(fctx))
+		list, err := s.List(ctx, Filter{})
+		require.NoError(t, err)
+		require.Len(t, list, 31)
+		for i, e := range list {
+			assert.Equal(t, fmt.Sprintf("req-%d", i), e.RequestID)
+		}
+		_, err = s.Verify(ctx)
+		require.NoError(t, err)
+	})
 }
