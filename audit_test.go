@@ -53,9 +53,7 @@ func TestShutdownDrainsEverything(t *testing.T) {
 		ctx := context.Background()
 		s, err := New(append(st.opts(), WithBatchSize(64))...)
 		require.NoError(t, err)
-		for i := 0; i < 1000; i++ {
-			require.NoError(t, s.Record(ctx, sampleEntry(i)))
-		}
+		queueN(t, s, 0, 1000)
 		require.NoError(t, s.Shutdown(ctx))
 		require.ErrorIs(t, s.Record(ctx, sampleEntry(0)), ErrClosed)
 		assert.Equal(t, uint64(1000), s.Stats().Written)
@@ -72,13 +70,10 @@ func TestShutdownTimeoutLogsUncommitted(t *testing.T) {
 		ctx := context.Background()
 		logs := &testutil.LogBuffer{}
 		s := st.service(t, WithLogger(logs.JSONLogger()))
-		require.NoError(t, s.Record(ctx, sampleEntry(0)))
-		require.NoError(t, s.Flush(ctx))
+		recordAll(t, s, sampleEntry(0))
 		release := st.holdWriteLock(t)
 		defer release()
-		for i := 1; i <= 5; i++ {
-			require.NoError(t, s.Record(ctx, sampleEntry(i)))
-		}
+		queueN(t, s, 1, 5)
 
 		sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer cancel()

@@ -38,10 +38,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			forEachBackend(t, func(t *testing.T, st *backend) {
 				ctx := context.Background()
 				s := st.service(t)
-				for i := 0; i < 10; i++ {
-					require.NoError(t, s.Record(ctx, sampleEntry(i)))
-				}
-				require.NoError(t, s.Flush(ctx))
+				recordN(t, s, 0, 10)
 				_, err := s.Verify(ctx)
 				require.NoError(t, err)
 
@@ -58,10 +55,7 @@ func TestVerifyTruncationCaughtAgainstPublishedHead(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t)
-		for i := 0; i < 10; i++ {
-			require.NoError(t, s.Record(ctx, sampleEntry(i)))
-		}
-		require.NoError(t, s.Flush(ctx))
+		recordN(t, s, 0, 10)
 		published, err := s.Verify(ctx)
 		require.NoError(t, err)
 
@@ -80,20 +74,14 @@ func TestChainKey(t *testing.T) {
 		ctx := context.Background()
 		s, err := New(append(st.opts(), WithChainKey([]byte("key one")))...)
 		require.NoError(t, err)
-		for i := 0; i < 3; i++ {
-			require.NoError(t, s.Record(ctx, sampleEntry(i)))
-		}
-		require.NoError(t, s.Flush(ctx))
+		recordN(t, s, 0, 3)
 		rep, err := s.Verify(ctx)
 		require.NoError(t, err)
 		require.NoError(t, s.Close())
 
 		// The same content under plain SHA-256 hashes differently.
 		plain := st.sibling(t).service(t)
-		for i := 0; i < 3; i++ {
-			require.NoError(t, plain.Record(ctx, sampleEntry(i)))
-		}
-		require.NoError(t, plain.Flush(ctx))
+		recordN(t, plain, 0, 3)
 		prep, err := plain.Verify(ctx)
 		require.NoError(t, err)
 		assert.NotEqual(t, prep.Head, rep.Head)

@@ -33,8 +33,7 @@ func TestDetailsKeepTheirDigits(t *testing.T) {
 	require.NoError(t, err)
 	e := sampleEntry(1)
 	e.Details = details
-	require.NoError(t, s.Record(ctx, e))
-	require.NoError(t, s.Flush(ctx))
+	recordAll(t, s, e)
 
 	got, err := s.Get(ctx, 1)
 	require.NoError(t, err)
@@ -58,9 +57,7 @@ func TestDetailsNilAndEmptyReadBackNil(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t)
-		require.NoError(t, s.Record(ctx, Entry{EventType: "e", Actor: "a", Details: nil}))
-		require.NoError(t, s.Record(ctx, Entry{EventType: "e", Actor: "a", Details: map[string]any{}}))
-		require.NoError(t, s.Flush(ctx))
+		recordAll(t, s, Entry{EventType: "e", Actor: "a", Details: nil}, Entry{EventType: "e", Actor: "a", Details: map[string]any{}})
 		for id := int64(1); id <= 2; id++ {
 			e, err := s.Get(ctx, id)
 			require.NoError(t, err)

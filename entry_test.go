@@ -46,10 +46,7 @@ func TestRoundTrip(t *testing.T) {
 				Details:  map[string]any{"emoji": "🙂", "rtl": "\u202eevil", "nul": "a\x00b"},
 			},
 		}
-		for _, e := range in {
-			require.NoError(t, s.Record(ctx, e))
-		}
-		require.NoError(t, s.Flush(ctx))
+		recordAll(t, s, in...)
 
 		var prev string
 		for i, want := range in {
@@ -187,8 +184,7 @@ func TestRecordIgnoresCallerIDAndHashes(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t)
-		require.NoError(t, s.Record(ctx, Entry{ID: 99, PrevHash: "bogus", Hash: "bogus", EventType: "e", Actor: "a"}))
-		require.NoError(t, s.Flush(ctx))
+		recordAll(t, s, Entry{ID: 99, PrevHash: "bogus", Hash: "bogus", EventType: "e", Actor: "a"})
 		e, err := s.Get(ctx, 1)
 		require.NoError(t, err)
 		assert.Equal(t, int64(1), e.ID)
@@ -206,8 +202,7 @@ func TestRecordStampsZeroTimeWithClock(t *testing.T) {
 		ctx := context.Background()
 		now := time.Date(2030, 6, 7, 8, 9, 10, 11, time.FixedZone("x", 3600))
 		s := st.service(t, WithClock(func() time.Time { return now }))
-		require.NoError(t, s.Record(ctx, Entry{EventType: "e", Actor: "a"}))
-		require.NoError(t, s.Flush(ctx))
+		recordAll(t, s, Entry{EventType: "e", Actor: "a"})
 		e, err := s.Get(ctx, 1)
 		require.NoError(t, err)
 		assert.True(t, e.Time.Equal(now), "got %v", e.Time)
@@ -247,8 +242,7 @@ func TestHostUnicodeRoundTrip(t *testing.T) {
 				Details:   map[string]any{a: a, "é": 1, "e\u0301": 2, "nested": []any{a, map[string]any{a: true}}},
 			}), "%+q", a)
 		}
-		require.NoError(t, s.Record(ctx, Entry{EventType: "resource", Actor: "r", Resource: strings.Repeat(quad, 256)}))
-		require.NoError(t, s.Flush(ctx))
+		recordAll(t, s, Entry{EventType: "resource", Actor: "r", Resource: strings.Repeat(quad, 256)})
 
 		for i, a := range actors {
 			e, err := s.Get(ctx, int64(i+1))

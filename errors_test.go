@@ -17,9 +17,7 @@ import (
 func TestErrorsCarryThePrefixOnce(t *testing.T) {
 	s, path := newService(t)
 	ctx := context.Background()
-	require.NoError(t, s.Record(ctx, sampleEntry(1)))
-	require.NoError(t, s.Record(ctx, sampleEntry(2)))
-	require.NoError(t, s.Flush(ctx))
+	recordAll(t, s, sampleEntry(1), sampleEntry(2))
 
 	_, getErr := s.Get(ctx, 99)
 	_, listErr := s.List(ctx, Filter{Limit: -1})
@@ -81,8 +79,7 @@ func TestNilContextIsAnError(t *testing.T) {
 	}
 	// Still working: record, flush, read back, shut down.
 	ctx := context.Background()
-	require.NoError(t, s.Record(ctx, sampleEntry(1)))
-	require.NoError(t, s.Flush(ctx))
+	recordAll(t, s, sampleEntry(1))
 	n, err := s.Count(ctx, Filter{})
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), n)

@@ -52,11 +52,18 @@ func newServiceAt(tb testing.TB, opts ...Option) *AuditService {
 // flushes: all n are committed when it returns.
 func recordN(tb testing.TB, s *AuditService, from, n int) {
 	tb.Helper()
-	ctx := context.Background()
+	queueN(tb, s, from, n)
+	require.NoError(tb, s.Flush(context.Background()))
+}
+
+// queueN records sampleEntry(from) through sampleEntry(from+n-1) on s, one
+// after another, and does not flush: in async mode (the default) they may
+// still be queued when it returns, as while a test holds the write lock.
+func queueN(tb testing.TB, s *AuditService, from, n int) {
+	tb.Helper()
 	for i := from; i < from+n; i++ {
-		require.NoError(tb, s.Record(ctx, sampleEntry(i)))
+		require.NoError(tb, s.Record(context.Background(), sampleEntry(i)))
 	}
-	require.NoError(tb, s.Flush(ctx))
 }
 
 // recordAll records entries on s in order and flushes: all are committed

@@ -126,8 +126,7 @@ func TestHostLogLinesCannotBeForged(t *testing.T) {
 			}
 			records := new(atomic.Int64)
 			s, path := newService(t, WithLogger(slog.New(hostCountingHandler{h, records})))
-			require.NoError(t, s.Record(ctx, sampleEntry(0)))
-			require.NoError(t, s.Flush(ctx))
+			recordAll(t, s, sampleEntry(0))
 
 			release := testutil.HoldWriteLock(t, path)
 			forged := hostForgeries()

@@ -18,9 +18,7 @@ func TestPerfBigBatchesRoundTrip(t *testing.T) {
 		_, err := s.Count(ctx, Filter{}) // open, so that the lock below is the only obstacle
 		require.NoError(t, err)
 		release := st.holdWriteLock(t)
-		for i := range n {
-			require.NoError(t, s.Record(ctx, sampleEntry(i)))
-		}
+		queueN(t, s, 0, n)
 		release()
 		require.NoError(t, s.Flush(ctx))
 		require.LessOrEqual(t, s.Stats().Batches, uint64(4), "the entries went in big batches")

@@ -78,8 +78,7 @@ func TestOverflowFail(t *testing.T) {
 		ctx := context.Background()
 		const queue, batch = 4, 2
 		s := st.service(t, WithOverflow(OverflowFail), WithQueueSize(queue), WithBatchSize(batch))
-		require.NoError(t, s.Record(ctx, sampleEntry(0)))
-		require.NoError(t, s.Flush(ctx))
+		recordAll(t, s, sampleEntry(0))
 		release := st.holdWriteLock(t)
 
 		accepted := 1
@@ -112,8 +111,7 @@ func TestOverflowBlock(t *testing.T) {
 		ctx := context.Background()
 		const queue = 3
 		s := st.service(t, WithQueueSize(queue), WithBatchSize(1))
-		require.NoError(t, s.Record(ctx, sampleEntry(0)))
-		require.NoError(t, s.Flush(ctx))
+		recordAll(t, s, sampleEntry(0))
 		release := st.holdWriteLock(t)
 
 		accepted := 1

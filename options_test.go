@@ -106,10 +106,7 @@ func TestHostTableNamesRefused(t *testing.T) {
 	ctx := context.Background()
 	// A log with data, that the attempts must leave as it was.
 	s, path := newService(t)
-	for i := 0; i < 5; i++ {
-		require.NoError(t, s.Record(ctx, sampleEntry(i)))
-	}
-	require.NoError(t, s.Flush(ctx))
+	recordN(t, s, 0, 5)
 
 	for _, name := range hostMaliciousTables {
 		t.Run(strconv.Quote(name), func(t *testing.T) {
@@ -165,10 +162,7 @@ func TestHostTableNamesThatLookLikeSQL(t *testing.T) {
 					require.NoError(t, err)
 				}
 				s := other.service(t)
-				for i := 0; i < 3; i++ {
-					require.NoError(t, s.Record(ctx, sampleEntry(i)))
-				}
-				require.NoError(t, s.Flush(ctx))
+				recordN(t, s, 0, 3)
 				list, err := s.List(ctx, Filter{})
 				require.NoError(t, err)
 				require.Len(t, list, 3)
@@ -257,13 +251,9 @@ func TestHostTableNameCaseAliases(t *testing.T) {
 			require.NoError(t, s.Flush(fctx), "%s: entries not committed; %q and %q must share one chain head where they name one table", what, st.table, upper.table)
 		}
 		for round := 0; round < 3; round++ {
-			for i := 0; i < 3; i++ {
-				require.NoError(t, a.Record(ctx, sampleEntry(round*10+i)))
-			}
+			queueN(t, a, round*10, 3)
 			flush(a, fmt.Sprintf("round %d, %q", round, st.table))
-			for i := 0; i < 3; i++ {
-				require.NoError(t, b.Record(ctx, sampleEntry(round*10+5+i)))
-			}
+			queueN(t, b, round*10+5, 3)
 			flush(b, fmt.Sprintf("round %d, %q", round, upper.table))
 		}
 		for _, s := range []*AuditService{a, b} {

@@ -113,10 +113,7 @@ func TestPostgresRestart(t *testing.T) {
 	srv := startPostgres(t)
 	ctx := context.Background()
 	s := newServiceAt(t, WithDialector(postgres.Open(srv.dsn())), WithLogger(testutil.Discard()), WithQueueSize(100000))
-	for i := 0; i < 500; i++ {
-		require.NoError(t, s.Record(ctx, sampleEntry(i)))
-	}
-	require.NoError(t, s.Flush(ctx))
+	recordN(t, s, 0, 500)
 
 	srv.stop(t)
 	for i := 500; i < 1500; i++ {

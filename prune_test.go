@@ -18,12 +18,13 @@ func TestPruneDeletesPrefixOnly(t *testing.T) {
 		s := st.service(t)
 		base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 		// Times: old, old, new, old, new. Prune stops at the first new one.
+		var in []Entry
 		for i, h := range []int{0, 1, 10, 2, 11} {
 			e := sampleEntry(i)
 			e.Time = base.Add(time.Duration(h) * time.Hour)
-			require.NoError(t, s.Record(ctx, e))
+			in = append(in, e)
 		}
-		require.NoError(t, s.Flush(ctx))
+		recordAll(t, s, in...)
 		n, err := s.Prune(ctx, base.Add(5*time.Hour))
 		require.NoError(t, err)
 		assert.Equal(t, int64(2), n)
@@ -49,10 +50,7 @@ func TestPruneEverythingThenChainContinues(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t)
-		for i := 0; i < 2500; i++ { // several prune transactions
-			require.NoError(t, s.Record(ctx, sampleEntry(i)))
-		}
-		require.NoError(t, s.Flush(ctx))
+		recordN(t, s, 0, 2500) // several prune transactions
 		last, err := s.Get(ctx, 2500)
 		require.NoError(t, err)
 
@@ -63,8 +61,7 @@ func TestPruneEverythingThenChainContinues(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, VerifyReport{Head: last.Hash}, rep, "an empty log still has its head")
 
-		require.NoError(t, s.Record(ctx, sampleEntry(9)))
-		require.NoError(t, s.Flush(ctx))
+		recordAll(t, s, sampleEntry(9))
 		e, err := s.Get(ctx, 2501)
 		require.NoError(t, err, "IDs continue after a full prune")
 		assert.Equal(t, last.Hash, e.PrevHash, "the chain continues from the pruned head")
@@ -125,10 +122,7 @@ func TestConcurrentPrunesKeepTheChain(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		seed := st.service(t)
-		for i := 0; i < 3000; i++ {
-			require.NoError(t, seed.Record(ctx, sampleEntry(i)))
-		}
-		require.NoError(t, seed.Flush(ctx))
+		recordN(t, seed, 0, 3000)
 
 		a, b := st.service(t), st.service(t)
 		start := make(chan struct{})

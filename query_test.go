@@ -27,13 +27,13 @@ func modelEntries(t *testing.T, s *AuditService, n int) []Entry {
 	t.Helper()
 	ctx := context.Background()
 	base := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
-	for i := 0; i < n; i++ {
-		e := sampleEntry(i)
+	in := make([]Entry, n)
+	for i := range in {
+		in[i] = sampleEntry(i)
 		// Times go back and forth, so that time order is not ID order.
-		e.Time = base.Add(time.Duration((i*37)%n) * time.Minute).Add(time.Duration(i) * time.Nanosecond)
-		require.NoError(t, s.Record(ctx, e))
+		in[i].Time = base.Add(time.Duration((i*37)%n) * time.Minute).Add(time.Duration(i) * time.Nanosecond)
 	}
-	require.NoError(t, s.Flush(ctx))
+	recordAll(t, s, in...)
 	all, err := s.List(ctx, Filter{Limit: MaxListLimit})
 	require.NoError(t, err)
 	require.Len(t, all, n)

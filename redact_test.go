@@ -26,8 +26,7 @@ func keyedHash(key []byte, canonicalJSON string) string {
 func recordAndGet(tb testing.TB, s *AuditService, e Entry) Entry {
 	tb.Helper()
 	ctx := context.Background()
-	require.NoError(tb, s.Record(ctx, e))
-	require.NoError(tb, s.Flush(ctx))
+	recordAll(tb, s, e)
 	got, err := s.List(ctx, Filter{Desc: true, Limit: 1})
 	require.NoError(tb, err)
 	require.Len(tb, got, 1)

@@ -12,10 +12,8 @@ import (
 )
 
 func TestCustomTable(t *testing.T) {
-	ctx := context.Background()
 	s, path := newService(t, WithTable("Security_Log"))
-	require.NoError(t, s.Record(ctx, sampleEntry(0)))
-	require.NoError(t, s.Flush(ctx))
+	recordAll(t, s, sampleEntry(0))
 	raw := testutil.RawDB(t, path)
 	var n int
 	require.NoError(t, raw.QueryRow(`SELECT COUNT(*) FROM "Security_Log"`).Scan(&n))
@@ -32,8 +30,7 @@ func TestCustomTable(t *testing.T) {
 func TestIndexesServeFilters(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newService(t)
-	require.NoError(t, s.Record(ctx, sampleEntry(0)))
-	require.NoError(t, s.Flush(ctx))
+	recordAll(t, s, sampleEntry(0))
 	sess := s.st.sess.Load()
 	since := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for name, f := range map[string]Filter{

@@ -41,9 +41,7 @@ func TestMissingDirectoryRecovered(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "later")
 	s := newServiceAt(t, WithSQLite(filepath.Join(dir, "audit.db")), WithLogger(testutil.Discard()))
-	for i := 0; i < 20; i++ {
-		require.NoError(t, s.Record(ctx, sampleEntry(i)))
-	}
+	queueN(t, s, 0, 20)
 	testutil.WaitFor(t, 5*time.Second, func() bool { return s.Stats().Failures >= 2 }, "failed opens")
 	assert.Equal(t, 20, s.Stats().Queued, "entries stay queued")
 	_, err := os.Stat(dir)
@@ -85,8 +83,7 @@ func TestOpeningAnExistingLogOnlyReads(t *testing.T) {
 	ctx := context.Background()
 	forEachBackend(t, func(t *testing.T, st *backend) {
 		seed := st.service(t)
-		require.NoError(t, seed.Record(ctx, sampleEntry(0)))
-		require.NoError(t, seed.Flush(ctx))
+		recordAll(t, seed, sampleEntry(0))
 
 		// With the write lock held elsewhere, a new service still opens and
 		// reads at once: it finds the schema and creates nothing.
@@ -106,9 +103,7 @@ func TestOpeningAnExistingLogOnlyReads(t *testing.T) {
 func TestReadOnlyDatabase(t *testing.T) {
 	ctx := context.Background()
 	s, path := newService(t)
-	for i := 0; i < 3; i++ {
-		require.NoError(t, s.Record(ctx, sampleEntry(i)))
-	}
+	queueN(t, s, 0, 3)
 	require.NoError(t, s.Close())
 
 	ro := newServiceAt(t, WithDialector(sqlite.Open("file:"+path+"?mode=ro")))

@@ -96,9 +96,7 @@ func TestBatchNeverExceedsBatchSize(t *testing.T) {
 			require.NoError(t, err)
 
 			release := testutil.HoldWriteLock(t, path)
-			for i := 0; i < tc.n; i++ {
-				require.NoError(t, s.Record(ctx, sampleEntry(i)))
-			}
+			queueN(t, s, 0, tc.n)
 			// The writer holds its first batch, blocked on the lock: still queued.
 			st := s.Stats()
 			assert.Equal(t, tc.n, st.Queued, "in-flight batch included")
@@ -171,9 +169,7 @@ func TestBatchNeverExceedsBatchSize(t *testing.T) {
 			_, err := s.Count(ctx, Filter{}) // open, so the lock below is the only obstacle
 			require.NoError(t, err)
 			release := st.holdWriteLock(t)
-			for i := 0; i < n; i++ {
-				require.NoError(t, s.Record(ctx, sampleEntry(i)))
-			}
+			queueN(t, s, 0, n)
 			release()
 			require.NoError(t, s.Flush(ctx))
 			stats := s.Stats()
@@ -241,9 +237,7 @@ func TestBatchShutdownWaitsForTransactionInFlight(t *testing.T) {
 		// in flight, blocked on the lock.
 		testutil.WaitFor(t, 10*time.Second, func() bool { return len(s.in.queue) == 0 }, "the writer to take the first entry")
 		const n = 10
-		for i := 1; i < n; i++ {
-			require.NoError(t, s.Record(ctx, sampleEntry(i)))
-		}
+		queueN(t, s, 1, n-1)
 
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second) // a guard against hanging, not a wait
 		defer cancel()
@@ -296,9 +290,7 @@ func TestBatchRecordAfterShutdownEnqueuesNothing(t *testing.T) {
 				s, err := New(append(st.opts(), WithAsync(async))...)
 				require.NoError(t, err)
 				t.Cleanup(func() { _ = s.Close() })
-				for i := 0; i < 5; i++ {
-					require.NoError(t, s.Record(ctx, sampleEntry(i)))
-				}
+				queueN(t, s, 0, 5)
 				require.NoError(t, s.Shutdown(ctx))
 				before := s.Stats()
 				require.Equal(t, uint64(5), before.Written)
@@ -340,14 +332,11 @@ func TestWriteFailureRetriedInOrder(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
 		s := st.service(t, WithLogger(testutil.Discard()))
-		require.NoError(t, s.Record(ctx, sampleEntry(0)))
-		require.NoError(t, s.Flush(ctx))
+		recordAll(t, s, sampleEntry(0))
 
 		// A real fault: the table disappears under the writer.
 		st.exec(t, `ALTER TABLE $TABLE RENAME TO $AWAY`)
-		for i := 1; i <= 30; i++ {
-			require.NoError(t, s.Record(ctx, sampleEntry(i)))
-		}
+		queueN(t, s, 1, 30)
 		testutil.WaitFor(t, 5*time.Second, func() bool { return s.Stats().Failures >= 2 }, "failed writes")
 
 		fctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
