@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gorm.io/driver/sqlite"
@@ -94,7 +95,7 @@ func TestRecordTxRefuses(t *testing.T) {
 	db := appDB(t, st)
 	ctx := context.Background()
 
-	other, err := gorm.Open(sqlite.Open(tempDB(t)), &gorm.Config{Logger: gormlogger.Discard})
+	other, err := gorm.Open(sqlite.Open(testutil.TempDB(t)), &gorm.Config{Logger: gormlogger.Discard})
 	require.NoError(t, err)
 	t.Cleanup(func() { closeGorm(other) })
 	err = other.Transaction(func(tx *gorm.DB) error {
@@ -302,7 +303,7 @@ func TestRecordTxCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	path := tempDB(t)
+	path := testutil.TempDB(t)
 	acked := map[string]bool{}
 	const rounds = 4
 	for round := range rounds {
