@@ -123,6 +123,7 @@ func (s *AuditService) commitWithRetry(recs []*record) bool {
 			s.written.Add(uint64(len(recs)))
 			s.batches.Add(1)
 			s.queued.Add(-int64(len(recs)))
+			s.wakeTailers() // tail hook (tail.go): waiting tailers read at once
 			return true
 		}
 		select {
