@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Defaults of [SyslogOptions].
@@ -226,8 +227,23 @@ func (s *SyslogSink) format(b *bytes.Buffer, r *Record) error {
 	if err != nil {
 		return fmt.Errorf("auditexport: encode entry %d: %w", r.ID, err)
 	}
-	b.Write(js)
+	writeJSONNoControls(b, js)
 	return nil
+}
+
+// writeJSONNoControls writes js with DEL and the C1 control characters,
+// which encoding/json leaves raw, escaped as \u00XX (they occur only
+// inside JSON strings, where the escape means the same character).
+func writeJSONNoControls(b *bytes.Buffer, js []byte) {
+	for len(js) > 0 {
+		c, size := utf8.DecodeRune(js)
+		if c == 0x7f || (c >= 0x80 && c < 0xa0) {
+			fmt.Fprintf(b, `\u%04x`, c)
+		} else {
+			b.Write(js[:size])
+		}
+		js = js[size:]
+	}
 }
 
 // writeParamValue writes v as an RFC 5424 PARAM-VALUE (without quotes).
