@@ -41,6 +41,8 @@ type AuditService struct {
 	poke       chan struct{}
 	usedOutbox atomic.Bool
 
+	tails tailHub // wakes Tail's readers after each commit (tail.go)
+
 	// stopped is closed once the first Shutdown has done its work, and
 	// stopErr set before: every Shutdown call returns it.
 	stopped chan struct{}

@@ -244,6 +244,7 @@ func (s *AuditService) commitWithRetry(recs []*record) bool {
 			s.stats.written.Add(uint64(len(recs)))
 			s.stats.batches.Add(1)
 			s.stats.queued.Add(-int64(len(recs)))
+			s.wakeTailers() // waiting tailers read at once (tail.go)
 			return true
 		}
 		if s.abort.Err() != nil {
