@@ -108,17 +108,7 @@ func New(opts ...Option) (*AuditService, error) {
 // ErrQueueFull and ctx's error) or returns ErrQueueFull at once
 // (OverflowFail). After Shutdown has begun it returns ErrClosed.
 func (s *AuditService) Record(ctx context.Context, e Entry) error {
-	if ctx == nil {
-		s.stats.rejected.Add(1)
-		return opErr("record", errNilContext)
-	}
-	if e.Actor == "" {
-		e.Actor, _ = ActorFromContext(ctx)
-	}
-	if e.RequestID == "" {
-		e.RequestID, _ = RequestIDFromContext(ctx)
-	}
-	r, err := s.newRecord(&e)
+	r, err := s.prepare(ctx, &e)
 	if err != nil {
 		s.stats.rejected.Add(1)
 		return opErr("record", err)
@@ -140,6 +130,21 @@ func (s *AuditService) Record(ctx context.Context, e Entry) error {
 	case <-ctx.Done():
 		return opErr("record", fmt.Errorf("waiting for commit: %w", ctx.Err()))
 	}
+}
+
+// prepare is what Record and RecordTx do first: an empty Actor or
+// RequestID is taken from ctx, then e is validated and made a record.
+func (s *AuditService) prepare(ctx context.Context, e *Entry) (*record, error) {
+	if ctx == nil {
+		return nil, errNilContext
+	}
+	if e.Actor == "" {
+		e.Actor, _ = ActorFromContext(ctx)
+	}
+	if e.RequestID == "" {
+		e.RequestID, _ = RequestIDFromContext(ctx)
+	}
+	return s.newRecord(e)
 }
 
 // Flush returns once every entry accepted before the call is committed. If

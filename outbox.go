@@ -61,9 +61,10 @@ func newLogID() string {
 // caller's transaction holds the write lock.
 func (s *AuditService) RecordTx(ctx context.Context, tx *gorm.DB, e Entry) error {
 	const op = "record tx"
-	if ctx == nil {
+	r, err := s.prepare(ctx, &e)
+	if err != nil {
 		s.stats.rejected.Add(1)
-		return opErr(op, errNilContext)
+		return opErr(op, err)
 	}
 	if tx == nil || tx.Statement == nil {
 		s.stats.rejected.Add(1)
@@ -72,17 +73,6 @@ func (s *AuditService) RecordTx(ctx context.Context, tx *gorm.DB, e Entry) error
 	if _, ok := tx.Statement.ConnPool.(gorm.TxCommitter); !ok {
 		s.stats.rejected.Add(1)
 		return opErr(op, errors.New("tx is not inside a transaction: pass the *gorm.DB of db.Transaction or db.Begin"))
-	}
-	if e.Actor == "" {
-		e.Actor, _ = ActorFromContext(ctx)
-	}
-	if e.RequestID == "" {
-		e.RequestID, _ = RequestIDFromContext(ctx)
-	}
-	r, err := s.newRecord(&e)
-	if err != nil {
-		s.stats.rejected.Add(1)
-		return opErr(op, err)
 	}
 	sess, done, err := s.use(ctx, op)
 	if err != nil {
