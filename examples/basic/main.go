@@ -39,26 +39,6 @@ const (
 	pageSize        = 5                  // entries per page of the paged listing
 )
 
-// The event types the example records.
-const (
-	evLogin      = "user.login"
-	evLogout     = "user.logout"
-	evPermission = "permission.change"
-	evDocDelete  = "document.delete"
-)
-
-// eventTypes lists them in the order the report prints their counts.
-var eventTypes = []string{evLogin, evLogout, evPermission, evDocDelete}
-
-var (
-	actors = []string{"alice", "bob", "carol", "dave", "erin", "mallory"}
-	// suspect is the actor whose failed logins the example pages through:
-	// someone is guessing mallory's password.
-	suspect = "mallory"
-	roles   = []string{"viewer", "editor", "admin", "billing"}
-	reasons = []string{"bad_password", "bad_password", "bad_password", "unknown_otp", "locked_out"}
-)
-
 func main() {
 	dbPath := flag.String("db", "audit.db", "SQLite file of the audit log; created if missing (its directory is not)")
 	flag.Parse()
@@ -111,16 +91,9 @@ func run(dbPath string, out io.Writer, logger *slog.Logger) (err error) {
 		return err
 	}
 
-	// 3. Queries: one actor's failed logins page by page, and counts.
-	if err := walk.FailedLogins(svc, out, suspect, evLogin, pageSize); err != nil {
-		return err
-	}
-	if err := walk.CountByType(svc, out, eventTypes); err != nil {
-		return err
-	}
-
-	// 4. Retention: drop the entries older than the cutoff.
-	if err := walk.Prune(svc, out, now, retention); err != nil {
+	// 3. Queries: one actor's failed logins page by page, and counts;
+	// 4. retention: drop the entries older than the cutoff.
+	if err := walk.QueryAndPrune(svc, out, pageSize, now, retention); err != nil {
 		return err
 	}
 
@@ -188,7 +161,7 @@ func record(svc *audit.AuditService, out io.Writer, start, end time.Time) error 
 			defer wg.Done()
 			<-release // start together, to make the writer's life hard
 			for i := range eventsPerWorker {
-				e := event(clock.Now(), fmt.Sprintf("req-%d-%03d-%04x", w, i, rand.N(1<<16)))
+				e := walk.Event(clock.Now(), fmt.Sprintf("req-%d-%03d-%04x", w, i, rand.N(1<<16)))
 				if err := svc.Record(context.Background(), e); err != nil {
 					mu.Lock()
 					errs = append(errs, fmt.Errorf("goroutine %d, event %d: %w", w, i, err))
@@ -216,58 +189,13 @@ func record(svc *audit.AuditService, out io.Writer, start, end time.Time) error 
 	return nil
 }
 
-// event makes one plausible security event at t.
-func event(t time.Time, requestID string) audit.Entry {
-	actor := actors[rand.N(len(actors))]
-	ip := fmt.Sprintf("10.%d.%d.%d", rand.N(4), rand.N(256), 1+rand.N(254))
-	e := audit.Entry{Time: t, Actor: actor, RequestID: requestID}
-	switch r := rand.N(100); {
-	case r < 30 || (actor == suspect && r < 60):
-		// Failed logins: mallory's come in bursts from odd addresses.
-		if actor == suspect {
-			ip = fmt.Sprintf("203.0.113.%d", 1+rand.N(254))
-		}
-		e.EventType, e.Resource, e.Outcome = evLogin, "session", "failure"
-		e.Details = map[string]any{"ip": ip, "method": "password", "reason": reasons[rand.N(len(reasons))]}
-	case r < 60:
-		e.EventType, e.Resource, e.Outcome = evLogin, "session", "success"
-		e.Details = map[string]any{"ip": ip, "method": []string{"password", "sso", "webauthn"}[rand.N(3)], "mfa": rand.N(4) != 0}
-	case r < 72:
-		e.EventType, e.Resource, e.Outcome = evLogout, "session", "success"
-	case r < 87:
-		target := actors[rand.N(len(actors))]
-		op := []string{"grant", "revoke"}[rand.N(2)]
-		e.EventType, e.Resource = evPermission, "user/"+target
-		e.Outcome = "success"
-		if actor != "alice" && rand.N(3) == 0 {
-			e.Outcome = "denied" // only alice administers roles
-		}
-		e.Details = map[string]any{"op": op, "role": roles[rand.N(len(roles))], "ip": ip}
-	default:
-		doc := fmt.Sprintf("doc/%d", 1000+rand.N(9000))
-		e.EventType, e.Resource, e.Outcome = evDocDelete, doc, "success"
-		e.Details = map[string]any{"size_bytes": 512 + rand.N(4<<20), "folder": []string{"finance", "hr", "legal", "eng"}[rand.N(4)], "trash": rand.N(2) == 0}
-	}
-	return e
-}
-
 // verify walks the hash chain from the first remaining entry.
 func verify(svc *audit.AuditService, out io.Writer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), walk.StepTimeout)
-	defer cancel()
-	rep, err := svc.Verify(ctx)
+	rep, err := walk.Verify(svc)
 	if err != nil {
-		return fmt.Errorf("verify: %w", err)
+		return err
 	}
-	fmt.Fprintln(out, "\nVerify: the hash chain checks")
-	tw := walk.Table(out)
-	fmt.Fprintf(tw, "  entries\t%d\n", rep.Entries)
-	fmt.Fprintf(tw, "  IDs\t%d – %d\n", rep.FirstID, rep.LastID)
-	fmt.Fprintf(tw, "  head\t%s\t(publish it elsewhere to anchor the log)\n", rep.Head)
-	if err := tw.Flush(); err != nil {
-		return fmt.Errorf("print verify report: %w", err)
-	}
-	return nil
+	return walk.PrintVerify(out, rep, "", "")
 }
 
 func printStats(out io.Writer, st audit.Stats) {

@@ -51,26 +51,6 @@ const (
 	maxPause   = 2 * time.Millisecond
 )
 
-// The event types the example records.
-const (
-	evLogin      = "user.login"
-	evLogout     = "user.logout"
-	evPermission = "permission.change"
-	evDocDelete  = "document.delete"
-)
-
-// eventTypes lists them in the order the report prints their counts.
-var eventTypes = []string{evLogin, evLogout, evPermission, evDocDelete}
-
-var (
-	actors = []string{"alice", "bob", "carol", "dave", "erin", "mallory"}
-	// suspect is the actor whose failed logins the example pages through:
-	// someone is guessing mallory's password.
-	suspect = "mallory"
-	roles   = []string{"viewer", "editor", "admin", "billing"}
-	reasons = []string{"bad_password", "bad_password", "bad_password", "unknown_otp", "locked_out"}
-)
-
 // config is what the command line asks for.
 type config struct {
 	dsn      string
@@ -199,16 +179,9 @@ func run(cfg config, out io.Writer, logger *slog.Logger) (err error) {
 		return err
 	}
 
-	// 4. Queries: one actor's failed logins page by page, and counts.
-	if err := walk.FailedLogins(ops, out, suspect, evLogin, pageSize, "replica"); err != nil {
-		return err
-	}
-	if err := walk.CountByType(ops, out, eventTypes); err != nil {
-		return err
-	}
-
-	// 5. Retention: drop the entries older than the cutoff.
-	if err := walk.Prune(ops, out, now, retention); err != nil {
+	// 4. Queries: one actor's failed logins page by page, and counts;
+	// 5. retention: drop the entries older than the cutoff.
+	if err := walk.QueryAndPrune(ops, out, pageSize, now, retention, "replica"); err != nil {
 		return err
 	}
 
@@ -347,41 +320,14 @@ func record(reps []*replica, out io.Writer, runID string, events int, start, end
 	return tw.Flush()
 }
 
-// event makes one plausible security event at t, logged by replica.
+// event is walk.Event with the replica that logged it, which is context
+// like a host name: it goes in Details, not in Actor (who did it) or
+// Resource (what to).
 func event(t time.Time, requestID, replica string) audit.Entry {
-	actor := actors[rand.N(len(actors))]
-	ip := fmt.Sprintf("10.%d.%d.%d", rand.N(4), rand.N(256), 1+rand.N(254))
-	e := audit.Entry{Time: t, Actor: actor, RequestID: requestID}
-	switch r := rand.N(100); {
-	case r < 30 || (actor == suspect && r < 60):
-		// Failed logins: mallory's come in bursts from odd addresses.
-		if actor == suspect {
-			ip = fmt.Sprintf("203.0.113.%d", 1+rand.N(254))
-		}
-		e.EventType, e.Resource, e.Outcome = evLogin, "session", "failure"
-		e.Details = map[string]any{"ip": ip, "method": "password", "reason": reasons[rand.N(len(reasons))]}
-	case r < 60:
-		e.EventType, e.Resource, e.Outcome = evLogin, "session", "success"
-		e.Details = map[string]any{"ip": ip, "method": []string{"password", "sso", "webauthn"}[rand.N(3)], "mfa": rand.N(4) != 0}
-	case r < 72:
-		e.EventType, e.Resource, e.Outcome = evLogout, "session", "success"
+	e := walk.Event(t, requestID)
+	if e.Details == nil {
 		e.Details = map[string]any{}
-	case r < 87:
-		target := actors[rand.N(len(actors))]
-		op := []string{"grant", "revoke"}[rand.N(2)]
-		e.EventType, e.Resource = evPermission, "user/"+target
-		e.Outcome = "success"
-		if actor != "alice" && rand.N(3) == 0 {
-			e.Outcome = "denied" // only alice administers roles
-		}
-		e.Details = map[string]any{"op": op, "role": roles[rand.N(len(roles))], "ip": ip}
-	default:
-		doc := fmt.Sprintf("doc/%d", 1000+rand.N(9000))
-		e.EventType, e.Resource, e.Outcome = evDocDelete, doc, "success"
-		e.Details = map[string]any{"size_bytes": 512 + rand.N(4<<20), "folder": []string{"finance", "hr", "legal", "eng"}[rand.N(4)], "trash": rand.N(2) == 0}
 	}
-	// Which replica logged it is context, like a host name: it goes in
-	// Details, not in Actor (who did it) or Resource (what to).
 	e.Details["replica"] = replica
 	return e
 }
@@ -500,12 +446,12 @@ func tally(svc *audit.AuditService, reps []*replica, out io.Writer, runID string
 // appended to it would have forked the chain; the writer's SELECT ... FOR
 // UPDATE of the head row makes them take turns instead.
 func verify(svc *audit.AuditService, out io.Writer) error {
+	rep, err := walk.Verify(svc)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), walk.StepTimeout)
 	defer cancel()
-	rep, err := svc.Verify(ctx)
-	if err != nil {
-		return fmt.Errorf("verify: %w", err)
-	}
 	n, err := svc.Count(ctx, audit.Filter{})
 	if err != nil {
 		return fmt.Errorf("count entries: %w", err)
@@ -513,13 +459,8 @@ func verify(svc *audit.AuditService, out io.Writer) error {
 	// Verify ran in its own snapshot; another writer may have committed
 	// since, so the table may hold more than the chain Verify walked.
 	contiguous := rep.Entries == 0 || rep.LastID-rep.FirstID+1 == rep.Entries
-	fmt.Fprintln(out, "\nVerify: the hash chain checks")
-	tw := walk.Table(out)
-	fmt.Fprintf(tw, "  entries\t%d\t(the table holds %d)\n", rep.Entries, n)
-	fmt.Fprintf(tw, "  IDs\t%d – %d\t(no gaps: %s)\n", rep.FirstID, rep.LastID, yesNo(contiguous))
-	fmt.Fprintf(tw, "  head\t%s\t(publish it elsewhere to anchor the log)\n", rep.Head)
-	if err := tw.Flush(); err != nil {
-		return fmt.Errorf("print verify report: %w", err)
+	if err := walk.PrintVerify(out, rep, fmt.Sprintf("(the table holds %d)", n), "(no gaps: "+yesNo(contiguous)+")"); err != nil {
+		return err
 	}
 	if !contiguous {
 		return errors.New("verify: the chain's IDs have gaps")

@@ -16,6 +16,27 @@ import (
 	"github.com/cleveragents/audit"
 )
 
+// The event types the example records.
+const (
+	EvLogin      = "user.login"
+	EvLogout     = "user.logout"
+	EvPermission = "permission.change"
+	EvDocDelete  = "document.delete"
+)
+
+// EventTypes lists them in the order the report prints their counts.
+var EventTypes = []string{EvLogin, EvLogout, EvPermission, EvDocDelete}
+
+// The actors, roles and failure reasons the simulated events draw from.
+var (
+	Actors = []string{"alice", "bob", "carol", "dave", "erin", "mallory"}
+	// Suspect is the actor whose failed logins the example pages through:
+	// someone is guessing mallory's password.
+	Suspect = "mallory"
+	Roles   = []string{"viewer", "editor", "admin", "billing"}
+	Reasons = []string{"bad_password", "bad_password", "bad_password", "unknown_otp", "locked_out"}
+)
+
 // StepTimeout bounds every step that waits for the database.
 const StepTimeout = 30 * time.Second
 
@@ -67,6 +88,18 @@ func FailedLogins(svc *audit.AuditService, out io.Writer, actor, login string, p
 		f.BeforeID = entries[len(entries)-1].ID
 	}
 	return nil
+}
+
+// QueryAndPrune runs the examples' middle steps: FailedLogins of the
+// Suspect, CountByType, then Prune of what is older than retention.
+func QueryAndPrune(svc *audit.AuditService, out io.Writer, pageSize int, now time.Time, retention time.Duration, extra ...string) error {
+	if err := FailedLogins(svc, out, Suspect, EvLogin, pageSize, extra...); err != nil {
+		return err
+	}
+	if err := CountByType(svc, out, EventTypes); err != nil {
+		return err
+	}
+	return Prune(svc, out, now, retention)
 }
 
 // CountByType prints how many entries of each event type, and outcome,
@@ -130,6 +163,31 @@ func Prune(svc *audit.AuditService, out io.Writer, now time.Time, retention time
 	return nil
 }
 
+// Verify walks the hash chain from the first remaining entry.
+func Verify(svc *audit.AuditService) (audit.VerifyReport, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), StepTimeout)
+	defer cancel()
+	rep, err := svc.Verify(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("verify: %w", err)
+	}
+	return rep, nil
+}
+
+// PrintVerify prints Verify's report, with a note after the entry count
+// and after the IDs ("" for none).
+func PrintVerify(out io.Writer, rep audit.VerifyReport, entriesNote, idsNote string) error {
+	fmt.Fprintln(out, "\nVerify: the hash chain checks")
+	tw := Table(out)
+	fmt.Fprintf(tw, "  entries\t%d\t%s\n", rep.Entries, entriesNote)
+	fmt.Fprintf(tw, "  IDs\t%d – %d\t%s\n", rep.FirstID, rep.LastID, idsNote)
+	fmt.Fprintf(tw, "  head\t%s\t(publish it elsewhere to anchor the log)\n", rep.Head)
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("print verify report: %w", err)
+	}
+	return nil
+}
+
 // SimClock hands out the times of the simulated events: evenly spread
 // over [start, end), each with some jitter inside its slot, in the order
 // the goroutines ask for them, as time.Now would.
@@ -186,4 +244,40 @@ func Span(d time.Duration) string {
 		return fmt.Sprintf("%dd", days)
 	}
 	return fmt.Sprintf("%dd %dh", days, hours)
+}
+
+// Event returns a random event at t: logins (the suspect's failing in
+// bursts), logouts, permission changes and document deletions.
+func Event(t time.Time, requestID string) audit.Entry {
+	actor := Actors[rand.N(len(Actors))]
+	ip := fmt.Sprintf("10.%d.%d.%d", rand.N(4), rand.N(256), 1+rand.N(254))
+	e := audit.Entry{Time: t, Actor: actor, RequestID: requestID}
+	switch r := rand.N(100); {
+	case r < 30 || (actor == Suspect && r < 60):
+		// Failed logins: mallory's come in bursts from odd addresses.
+		if actor == Suspect {
+			ip = fmt.Sprintf("203.0.113.%d", 1+rand.N(254))
+		}
+		e.EventType, e.Resource, e.Outcome = EvLogin, "session", "failure"
+		e.Details = map[string]any{"ip": ip, "method": "password", "reason": Reasons[rand.N(len(Reasons))]}
+	case r < 60:
+		e.EventType, e.Resource, e.Outcome = EvLogin, "session", "success"
+		e.Details = map[string]any{"ip": ip, "method": []string{"password", "sso", "webauthn"}[rand.N(3)], "mfa": rand.N(4) != 0}
+	case r < 72:
+		e.EventType, e.Resource, e.Outcome = EvLogout, "session", "success"
+	case r < 87:
+		target := Actors[rand.N(len(Actors))]
+		op := []string{"grant", "revoke"}[rand.N(2)]
+		e.EventType, e.Resource = EvPermission, "user/"+target
+		e.Outcome = "success"
+		if actor != "alice" && rand.N(3) == 0 {
+			e.Outcome = "denied" // only alice administers Roles
+		}
+		e.Details = map[string]any{"op": op, "role": Roles[rand.N(len(Roles))], "ip": ip}
+	default:
+		doc := fmt.Sprintf("doc/%d", 1000+rand.N(9000))
+		e.EventType, e.Resource, e.Outcome = EvDocDelete, doc, "success"
+		e.Details = map[string]any{"size_bytes": 512 + rand.N(4<<20), "folder": []string{"finance", "hr", "legal", "eng"}[rand.N(4)], "trash": rand.N(2) == 0}
+	}
+	return e
 }
