@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -65,8 +66,32 @@ func TestRaceLazyOpenExactlyOnce(t *testing.T) {
 // together, exactly 3 calls fail with the injected error, Stats.Failures
 // is 3, the next caller opens the database, and it is opened successfully
 // exactly once (4 opens in all). When the writer is the one opening, it
-// retries by itself and loses nothing.
+// retries by itself and loses nothing. One caller at a time, on every
+// backend, the failures are also logged through the service's logger and
+// an open database is not opened again.
 func TestRaceFailedOpenIsRetried(t *testing.T) {
+	t.Run("one caller at a time", func(t *testing.T) {
+		forEachBackend(t, func(t *testing.T, st *backend) {
+			ctx := context.Background()
+			d := countOpens(st.dialector(), 2)
+			logs := &testutil.LogBuffer{}
+			s := newServiceAt(t, WithDialector(d), WithTable(st.table), WithLogger(logs.JSONLogger()))
+			for i := 1; i <= 2; i++ {
+				_, err := s.Count(ctx, Filter{})
+				require.ErrorIs(t, err, errInjectedOpen)
+				assert.Equal(t, uint64(i), s.Stats().Failures)
+			}
+			n, err := s.Count(ctx, Filter{})
+			require.NoError(t, err)
+			assert.Zero(t, n)
+			assert.Equal(t, int64(3), d.opens.Load())
+			_, err = s.List(ctx, Filter{})
+			require.NoError(t, err)
+			assert.Equal(t, int64(3), d.opens.Load(), "an open database is not opened again")
+			assert.Contains(t, logs.String(), "injected open failure", "failures are logged through the service's logger")
+		})
+	})
+
 	const workers, failFirst = 64, 3
 	ctx := raceCtx(t)
 
