@@ -40,7 +40,7 @@ func TestRaceRecordVsShutdown(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			path := testutil.TempDB(t)
-			s := raceService(t, append([]Option{WithSQLite(path), WithLogger(testutil.Discard())}, mode.opts...)...)
+			s := newServiceAt(t, append([]Option{WithSQLite(path), WithLogger(testutil.Discard())}, mode.opts...)...)
 
 			var (
 				mu       sync.Mutex
@@ -100,7 +100,7 @@ func TestRaceRecordVsShutdown(t *testing.T) {
 			require.EqualValues(t, refused, st.Rejected, "every ErrClosed counts as rejected")
 			require.ErrorIs(t, s.Record(ctx, raceEntry(99, 0)), ErrClosed)
 
-			s2 := raceService(t, WithSQLite(path), WithLogger(testutil.Discard()))
+			s2 := newServiceAt(t, WithSQLite(path), WithLogger(testutil.Discard()))
 			require.EqualValues(t, len(accepted), raceCount(t, s2, Filter{}))
 			all := raceAllEntries(t, s2)
 			require.Len(t, all, len(accepted))
@@ -131,7 +131,7 @@ func TestRaceRecordVsShutdown(t *testing.T) {
 func TestRaceFlushVsRecord(t *testing.T) {
 	const flushers, rounds, noise, noiseMax = 6, 8, 2, 1000
 	ctx := raceCtx(t)
-	s := raceService(t, WithSQLite(testutil.TempDB(t)), WithLogger(testutil.Discard()))
+	s := newServiceAt(t, WithSQLite(testutil.TempDB(t)), WithLogger(testutil.Discard()))
 
 	var left atomic.Int64
 	left.Store(flushers)
@@ -230,7 +230,7 @@ func TestRaceConcurrentShutdown(t *testing.T) {
 	t.Run("drained", func(t *testing.T) {
 		const n = 300
 		path := testutil.TempDB(t)
-		s := raceService(t, WithSQLite(path), WithLogger(testutil.Discard()))
+		s := newServiceAt(t, WithSQLite(path), WithLogger(testutil.Discard()))
 		for k := 0; k < n; k++ {
 			require.NoError(t, s.Record(ctx, raceEntry(0, k)))
 		}
@@ -255,14 +255,14 @@ func TestRaceConcurrentShutdown(t *testing.T) {
 		require.NoError(t, s.Shutdown(ctx))
 		require.NoError(t, s.Close())
 
-		s2 := raceService(t, WithSQLite(path), WithLogger(testutil.Discard()))
+		s2 := newServiceAt(t, WithSQLite(path), WithLogger(testutil.Discard()))
 		require.EqualValues(t, n, raceCount(t, s2, Filter{}))
 		raceRequireVerified(t, s2, n)
 	})
 
 	t.Run("never-opened", func(t *testing.T) {
 		path := testutil.TempDB(t)
-		s := raceService(t, WithSQLite(path), WithLogger(testutil.Discard()))
+		s := newServiceAt(t, WithSQLite(path), WithLogger(testutil.Discard()))
 		errs := make([]error, callers)
 		raceRelease(t, callers, func(i int) {
 			if i%2 == 0 {
@@ -284,7 +284,7 @@ func TestRaceConcurrentShutdown(t *testing.T) {
 		path := testutil.TempDB(t)
 		var logBuf testutil.LogBuffer
 		logger := slog.New(slog.NewJSONHandler(&logBuf, nil))
-		s := raceService(t, WithSQLite(path), WithLogger(logger))
+		s := newServiceAt(t, WithSQLite(path), WithLogger(logger))
 		require.NoError(t, s.Record(ctx, raceEntry(0, 0)))
 		require.NoError(t, s.Flush(ctx)) // opened, in WAL mode, one entry committed
 		release := testutil.HoldWriteLock(t, path)
@@ -314,7 +314,7 @@ func TestRaceConcurrentShutdown(t *testing.T) {
 			"every entry not committed is logged")
 
 		release()
-		s2 := raceService(t, WithSQLite(path), WithLogger(testutil.Discard()))
+		s2 := newServiceAt(t, WithSQLite(path), WithLogger(testutil.Discard()))
 		require.EqualValues(t, 1, raceCount(t, s2, Filter{}))
 		raceRequireVerified(t, s2, 1)
 	})

@@ -32,21 +32,27 @@ func TestMain(m *testing.M) {
 func newService(tb testing.TB, opts ...Option) (*AuditService, string) {
 	tb.Helper()
 	path := testutil.TempDB(tb)
-	s, err := New(append([]Option{WithSQLite(path)}, opts...)...)
-	require.NoError(tb, err)
-	tb.Cleanup(func() { _ = s.Close() })
-	return s, path
+	return newServiceAt(tb, append([]Option{WithSQLite(path)}, opts...)...), path
 }
 
-// newServiceAt starts a service with exactly opts and closes it when the
-// test ends.
+// newServiceAt starts a service with exactly opts and shuts it down when
+// the test ends, with a deadline, so that a writer that never drains (a
+// fault a failed test left in place) fails the test instead of hanging it.
 func newServiceAt(tb testing.TB, opts ...Option) *AuditService {
 	tb.Helper()
 	s, err := New(opts...)
 	require.NoError(tb, err)
-	tb.Cleanup(func() { _ = s.Close() })
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupWithin)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
 	return s
 }
+
+// cleanupWithin bounds the Shutdown at a test's end: a bound on a hang, not
+// a timing goal.
+const cleanupWithin = 20 * time.Second
 
 // recordN records sampleEntry(from) through sampleEntry(from+n-1) on s and
 // flushes: all n are committed when it returns.

@@ -26,7 +26,7 @@ func TestRaceReadersDuringWrites(t *testing.T) {
 	ctx := raceCtx(t)
 	for _, mode := range modes {
 		t.Run(fmt.Sprintf("async=%v", mode.async), func(t *testing.T) {
-			s := raceService(t, WithSQLite(testutil.TempDB(t)), WithAsync(mode.async), WithLogger(testutil.Discard()))
+			s := newServiceAt(t, WithSQLite(testutil.TempDB(t)), WithAsync(mode.async), WithLogger(testutil.Discard()))
 			var left atomic.Int64
 			left.Store(writers)
 			writersDone := make(chan struct{})
@@ -115,7 +115,7 @@ func TestRaceStatsConsistency(t *testing.T) {
 	ctx := raceCtx(t)
 	for _, async := range []bool{true, false} {
 		t.Run(fmt.Sprintf("async=%v", async), func(t *testing.T) {
-			s := raceService(t, WithSQLite(testutil.TempDB(t)), WithAsync(async), WithBatchSize(batchSize), WithLogger(testutil.Discard()))
+			s := newServiceAt(t, WithSQLite(testutil.TempDB(t)), WithAsync(async), WithBatchSize(batchSize), WithLogger(testutil.Discard()))
 			var begun, accepted atomic.Int64
 			var left atomic.Int64
 			left.Store(workers)
@@ -176,7 +176,7 @@ func TestRaceStatsConsistency(t *testing.T) {
 		const recorders, perRecorder = 10, 10
 		const piled = recorders * perRecorder
 		path := testutil.TempDB(t)
-		s := raceService(t, WithSQLite(path), WithBatchSize(batchSize), WithLogger(testutil.Discard()))
+		s := newServiceAt(t, WithSQLite(path), WithBatchSize(batchSize), WithLogger(testutil.Discard()))
 		require.NoError(t, s.Record(ctx, raceEntry(0, 0)))
 		require.NoError(t, s.Flush(ctx)) // open, WAL, one batch of one
 		release := testutil.HoldWriteLock(t, path)

@@ -46,21 +46,6 @@ func raceRelease(tb testing.TB, n int, fn func(i int)) {
 	done.Wait()
 }
 
-// raceService starts a service with exactly opts. Its cleanup shuts it
-// down with a deadline, so that a writer that never drains fails the test
-// instead of hanging it.
-func raceService(tb testing.TB, opts ...Option) *AuditService {
-	tb.Helper()
-	s, err := New(opts...)
-	require.NoError(tb, err)
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
-	return s
-}
-
 // raceCtx returns the context of a test's calls: a deadline turns a hang
 // into a failure.
 func raceCtx(tb testing.TB) context.Context {

@@ -29,10 +29,9 @@ import (
 // that a fault left in place by a failed test cannot hang the run.
 func relService(t *testing.T, opts ...Option) *AuditService {
 	t.Helper()
-	s, err := New(append([]Option{WithLogger(testutil.Discard())}, opts...)...)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	s := newServiceAt(t, append([]Option{WithLogger(testutil.Discard())}, opts...)...)
+	t.Cleanup(func() { // runs before newServiceAt's, which gets the same result
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupWithin)
 		defer cancel()
 		if err := s.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -26,7 +27,7 @@ func TestRaceLazyOpenExactlyOnce(t *testing.T) {
 		async := round%2 == 0
 		t.Run(fmt.Sprintf("round%d/async=%v", round, async), func(t *testing.T) {
 			d := newCountingDialector(testutil.TempDB(t), 0)
-			s := raceService(t, WithDialector(d), WithAsync(async), WithLogger(testutil.Discard()))
+			s := newServiceAt(t, WithDialector(d), WithAsync(async), WithLogger(testutil.Discard()))
 			require.Zero(t, d.opens.Load(), "New must not open the database")
 
 			var records atomic.Int64
@@ -65,14 +66,38 @@ func TestRaceLazyOpenExactlyOnce(t *testing.T) {
 // together, exactly 3 calls fail with the injected error, Stats.Failures
 // is 3, the next caller opens the database, and it is opened successfully
 // exactly once (4 opens in all). When the writer is the one opening, it
-// retries by itself and loses nothing.
+// retries by itself and loses nothing. One caller at a time, on every
+// backend, the failures are also logged through the service's logger and
+// an open database is not opened again.
 func TestRaceFailedOpenIsRetried(t *testing.T) {
+	t.Run("one caller at a time", func(t *testing.T) {
+		forEachBackend(t, func(t *testing.T, st *backend) {
+			ctx := context.Background()
+			d := countOpens(st.dialector(), 2)
+			logs := &testutil.LogBuffer{}
+			s := newServiceAt(t, WithDialector(d), WithTable(st.table), WithLogger(logs.JSONLogger()))
+			for i := 1; i <= 2; i++ {
+				_, err := s.Count(ctx, Filter{})
+				require.ErrorIs(t, err, errInjectedOpen)
+				assert.Equal(t, uint64(i), s.Stats().Failures)
+			}
+			n, err := s.Count(ctx, Filter{})
+			require.NoError(t, err)
+			assert.Zero(t, n)
+			assert.Equal(t, int64(3), d.opens.Load())
+			_, err = s.List(ctx, Filter{})
+			require.NoError(t, err)
+			assert.Equal(t, int64(3), d.opens.Load(), "an open database is not opened again")
+			assert.Contains(t, logs.String(), "injected open failure", "failures are logged through the service's logger")
+		})
+	})
+
 	const workers, failFirst = 64, 3
 	ctx := raceCtx(t)
 
 	t.Run("readers", func(t *testing.T) {
 		d := newCountingDialector(testutil.TempDB(t), failFirst)
-		s := raceService(t, WithDialector(d), WithLogger(testutil.Discard()))
+		s := newServiceAt(t, WithDialector(d), WithLogger(testutil.Discard()))
 		errs := make([]error, workers)
 		raceRelease(t, workers, func(i int) {
 			_, errs[i] = s.Count(ctx, Filter{})
@@ -99,7 +124,7 @@ func TestRaceFailedOpenIsRetried(t *testing.T) {
 	for _, async := range []bool{true, false} {
 		t.Run(fmt.Sprintf("writer/async=%v", async), func(t *testing.T) {
 			d := newCountingDialector(testutil.TempDB(t), failFirst)
-			s := raceService(t, WithDialector(d), WithAsync(async), WithLogger(testutil.Discard()))
+			s := newServiceAt(t, WithDialector(d), WithAsync(async), WithLogger(testutil.Discard()))
 			errs := make([]error, workers)
 			raceRelease(t, workers, func(i int) {
 				errs[i] = s.Record(ctx, raceEntry(i, 0))
@@ -135,8 +160,8 @@ func TestRaceTwoServicesOneFile(t *testing.T) {
 		t.Run(fmt.Sprintf("async=%v", mode.async), func(t *testing.T) {
 			path := testutil.TempDB(t)
 			svcs := [2]*AuditService{
-				raceService(t, WithSQLite(path), WithAsync(mode.async), WithBatchSize(batchSize), WithLogger(testutil.Discard())),
-				raceService(t, WithSQLite(path), WithAsync(mode.async), WithBatchSize(batchSize), WithLogger(testutil.Discard())),
+				newServiceAt(t, WithSQLite(path), WithAsync(mode.async), WithBatchSize(batchSize), WithLogger(testutil.Discard())),
+				newServiceAt(t, WithSQLite(path), WithAsync(mode.async), WithBatchSize(batchSize), WithLogger(testutil.Discard())),
 			}
 			raceRelease(t, 2*perService, func(i int) {
 				s := svcs[i%2]
@@ -180,8 +205,8 @@ func TestRaceTwoServicesOpenTogether(t *testing.T) {
 			path := testutil.TempDB(t)
 			var logs [2]testutil.LogBuffer
 			svcs := [2]*AuditService{
-				raceService(t, WithSQLite(path), WithLogger(logs[0].Logger())),
-				raceService(t, WithSQLite(path), WithLogger(logs[1].Logger())),
+				newServiceAt(t, WithSQLite(path), WithLogger(logs[0].Logger())),
+				newServiceAt(t, WithSQLite(path), WithLogger(logs[1].Logger())),
 			}
 			errs := make([]error, 2)
 			raceRelease(t, 2, func(i int) {
@@ -206,7 +231,7 @@ func TestRaceQueriesVsShutdown(t *testing.T) {
 	ctx := raceCtx(t)
 	for round := 0; round < rounds; round++ {
 		t.Run(fmt.Sprintf("round%d", round), func(t *testing.T) {
-			s := raceService(t, WithSQLite(testutil.TempDB(t)), WithLogger(testutil.Discard()))
+			s := newServiceAt(t, WithSQLite(testutil.TempDB(t)), WithLogger(testutil.Discard()))
 			require.NoError(t, s.Record(ctx, raceEntry(0, 0)))
 			require.NoError(t, s.Flush(ctx))
 			old := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC) // prunes nothing

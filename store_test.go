@@ -15,28 +15,6 @@ import (
 	"gorm.io/gorm"
 )
 
-func TestFailedOpenIsRetried(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, st *backend) {
-		ctx := context.Background()
-		d := countOpens(st.dialector(), 2)
-		logs := &testutil.LogBuffer{}
-		s := newServiceAt(t, WithDialector(d), WithTable(st.table), WithLogger(logs.JSONLogger()))
-		for i := 1; i <= 2; i++ {
-			_, err := s.Count(ctx, Filter{})
-			require.ErrorIs(t, err, errInjectedOpen)
-			assert.Equal(t, uint64(i), s.Stats().Failures)
-		}
-		n, err := s.Count(ctx, Filter{})
-		require.NoError(t, err)
-		assert.Zero(t, n)
-		assert.Equal(t, int64(3), d.opens.Load())
-		_, err = s.List(ctx, Filter{})
-		require.NoError(t, err)
-		assert.Equal(t, int64(3), d.opens.Load(), "an open database is not opened again")
-		assert.Contains(t, logs.String(), "injected open failure", "failures are logged through the service's logger")
-	})
-}
-
 func TestMissingDirectoryRecovered(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "later")
