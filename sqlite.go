@@ -20,7 +20,7 @@ import (
 var sqliteDialect = dialect{
 	name:      "sqlite",
 	ph:        func(int) string { return "?" },
-	serialKey: "INTEGER PRIMARY KEY AUTOINCREMENT",
+	serialKey: "INTEGER PRIMARY KEY", // the rowid: numbers may be reused once drained, which is harmless
 	// id is the rowid, which every index ends with already.
 	idType:   "INTEGER",
 	timeType: "TEXT",
