@@ -24,53 +24,6 @@ type pager struct {
 	skipped func(id int64, err error)
 }
 
-// badEntries counts the entries that list and export stepped over, and
-// names each on stderr as it goes.
-type badEntries struct {
-	w   io.Writer
-	n   int
-	ids []int64 // the first few, for the final error
-}
-
-// maxNamedBad is how many IDs the final error of list and export names.
-const maxNamedBad = 10
-
-func (b *badEntries) skip(id int64, err error) {
-	fmt.Fprintf(b.w, "auditctl: entry %d cannot be read, skipped: %s\n", id, errorText(err))
-	b.n++
-	if len(b.ids) < maxNamedBad {
-		b.ids = append(b.ids, id)
-	}
-}
-
-// err is the failure (exit status 1) that ends a walk that skipped
-// entries, or nil.
-func (b *badEntries) err() error {
-	if b.n == 0 {
-		return nil
-	}
-	more := ""
-	if b.n > len(b.ids) {
-		more = ", ..."
-	}
-	what := "entries"
-	if b.n == 1 {
-		what = "entry"
-	}
-	return failure(fmt.Errorf("%d %s could not be read (ID %s%s); the others were read", b.n, what, joinIDs(b.ids), more))
-}
-
-func joinIDs(ids []int64) string {
-	var s []byte
-	for i, id := range ids {
-		if i > 0 {
-			s = append(s, ", "...)
-		}
-		s = fmt.Appendf(s, "%d", id)
-	}
-	return string(s)
-}
-
 // forEachPage reads the entries that f selects, in pages of at most
 // pageSize, in f.Desc's order, and hands each page to fn; it stops after
 // limit entries (0: none). It pages by ID (keyset pagination), so each
@@ -241,4 +194,51 @@ func (p pager) nextID(ctx context.Context, f audit.Filter) (int64, error) {
 		return first - hi + 1, nil
 	}
 	return first + hi - 1, nil
+}
+
+// badEntries counts the entries that list and export stepped over, and
+// names each on stderr as it goes.
+type badEntries struct {
+	w   io.Writer
+	n   int
+	ids []int64 // the first few, for the final error
+}
+
+// maxNamedBad is how many IDs the final error of list and export names.
+const maxNamedBad = 10
+
+func (b *badEntries) skip(id int64, err error) {
+	fmt.Fprintf(b.w, "auditctl: entry %d cannot be read, skipped: %s\n", id, errorText(err))
+	b.n++
+	if len(b.ids) < maxNamedBad {
+		b.ids = append(b.ids, id)
+	}
+}
+
+// err is the failure (exit status 1) that ends a walk that skipped
+// entries, or nil.
+func (b *badEntries) err() error {
+	if b.n == 0 {
+		return nil
+	}
+	more := ""
+	if b.n > len(b.ids) {
+		more = ", ..."
+	}
+	what, ids := "entries", "IDs"
+	if b.n == 1 {
+		what, ids = "entry", "ID"
+	}
+	return failure(fmt.Errorf("%d %s could not be read (%s %s%s); the others were read", b.n, what, ids, joinIDs(b.ids), more))
+}
+
+func joinIDs(ids []int64) string {
+	var s []byte
+	for i, id := range ids {
+		if i > 0 {
+			s = append(s, ", "...)
+		}
+		s = fmt.Appendf(s, "%d", id)
+	}
+	return string(s)
 }

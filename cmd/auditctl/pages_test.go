@@ -52,7 +52,7 @@ func TestUnreadableEntries(t *testing.T) {
 		assertNamed(t, r.stderr, 1, 1200, 1500)
 		assert.Contains(t, r.stderr, `stored time "not a time"`)
 		assert.Contains(t, r.stderr, "entry 1200: stored details")
-		assert.Contains(t, r.stderr, "auditctl: 3 entries could not be read (ID 1, 1200, 1500); the others were read\n")
+		assert.Contains(t, r.stderr, "auditctl: 3 entries could not be read (IDs 1, 1200, 1500); the others were read\n")
 	})
 
 	t.Run("list --desc, and --limit counts the printed entries", func(t *testing.T) {
