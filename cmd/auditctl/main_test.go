@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -91,7 +90,7 @@ func makeDB(t *testing.T, n int, opts ...audit.Option) string {
 // its path. The file exists, with the table, even for no entries.
 func makeDBWith(t *testing.T, entries []audit.Entry, opts ...audit.Option) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "audit.db")
+	path := testutil.TempDB(t)
 	svc, err := audit.New(append([]audit.Option{audit.WithSQLite(path)}, opts...)...)
 	require.NoError(t, err)
 	ctx := context.Background()
