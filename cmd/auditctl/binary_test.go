@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,40 +15,29 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The tests in this file run the auditctl binary as an operator would, for
-// what only a real process shows: that main exits with run's status, and
-// how it answers signals. Everything else runs in-process (runCLI).
-
-var (
-	binOnce sync.Once
-	binDir  string // holds the binary; TestMain removes it
-	bin     string
-	binErr  error
-)
+// The tests in this file run auditctl as a process of its own, for what
+// only a real process shows: that main exits with run's status, and how it
+// answers signals. Everything else runs in-process (runCLI).
+//
+// The process is this test binary, which runs main instead of the tests
+// when asMainEnv is set: no build, and the race detector watches main too.
+const asMainEnv = "AUDITCTL_TEST_AS_MAIN"
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
+	if os.Getenv(asMainEnv) == "1" {
+		main()
 	}
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
-// binary builds auditctl once per test run and returns its path.
-func binary(t *testing.T) string {
+// binaryCmd is the command that runs auditctl with args in a process.
+func binaryCmd(t *testing.T, ctx context.Context, args ...string) *exec.Cmd {
 	t.Helper()
-	binOnce.Do(func() {
-		if binDir, binErr = os.MkdirTemp("", "auditctl-test-"); binErr != nil {
-			return
-		}
-		bin = filepath.Join(binDir, "auditctl")
-		out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("build auditctl: %w\n%s", err, out)
-		}
-	})
-	require.NoError(t, binErr)
-	return bin
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.Env = append(os.Environ(), asMainEnv+"=1")
+	return cmd
 }
 
 // runBinary runs the auditctl binary with args.
@@ -59,7 +45,7 @@ func runBinary(t *testing.T, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary(t), args...)
+	cmd := binaryCmd(t, ctx, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -101,7 +87,7 @@ func TestBinaryInterrupt(t *testing.T) {
 	pr, pw, err := os.Pipe()
 	require.NoError(t, err)
 	defer pr.Close()
-	cmd := exec.Command(binary(t), "--db", path, "export")
+	cmd := binaryCmd(t, context.Background(), "--db", path, "export")
 	cmd.Stdout = pw
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

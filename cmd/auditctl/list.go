@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -101,16 +102,14 @@ func list(ctx context.Context, svc *audit.AuditService, out, errOut io.Writer, f
 	var n int64
 	var err error
 	if asJSON {
-		enc := newJSONEncoder(out)
+		bw := bufio.NewWriter(out)
+		write := exportJSONL(bw)
 		n, err = p.forEachPage(ctx, f, limit, func(page []audit.Entry) error {
-			for i := range page {
-				je, err := toJSON(&page[i])
-				if err != nil {
-					return err
-				}
-				if err := enc.Encode(je); err != nil {
-					return fmt.Errorf("write: %w", err)
-				}
+			if err := write(page); err != nil {
+				return err
+			}
+			if err := bw.Flush(); err != nil {
+				return fmt.Errorf("write: %w", err)
 			}
 			return nil
 		})

@@ -13,6 +13,7 @@
 //	count   print how many entries the filters select
 //	verify  check the hash chain (and an anchor with --head); exit 1 if it fails
 //	export  stream entries as JSON lines or CSV, to stdout or --out FILE
+//	        (which must not exist, unless --force; never the database)
 //	prune   delete entries older than --before, after confirmation or --yes
 //	stats   print the entry count, the first and last entries, size and head
 //

@@ -24,53 +24,6 @@ type pager struct {
 	skipped func(id int64, err error)
 }
 
-// badEntries counts the entries that list and export stepped over, and
-// names each on stderr as it goes.
-type badEntries struct {
-	w   io.Writer
-	n   int
-	ids []int64 // the first few, for the final error
-}
-
-// maxNamedBad is how many IDs the final error of list and export names.
-const maxNamedBad = 10
-
-func (b *badEntries) skip(id int64, err error) {
-	fmt.Fprintf(b.w, "auditctl: entry %d cannot be read, skipped: %s\n", id, errorText(err))
-	b.n++
-	if len(b.ids) < maxNamedBad {
-		b.ids = append(b.ids, id)
-	}
-}
-
-// err is the failure (exit status 1) that ends a walk that skipped
-// entries, or nil.
-func (b *badEntries) err() error {
-	if b.n == 0 {
-		return nil
-	}
-	more := ""
-	if b.n > len(b.ids) {
-		more = ", ..."
-	}
-	what := "entries"
-	if b.n == 1 {
-		what = "entry"
-	}
-	return failure(fmt.Errorf("%d %s could not be read (ID %s%s); the others were read", b.n, what, joinIDs(b.ids), more))
-}
-
-func joinIDs(ids []int64) string {
-	var s []byte
-	for i, id := range ids {
-		if i > 0 {
-			s = append(s, ", "...)
-		}
-		s = fmt.Appendf(s, "%d", id)
-	}
-	return string(s)
-}
-
 // forEachPage reads the entries that f selects, in pages of at most
 // pageSize, in f.Desc's order, and hands each page to fn; it stops after
 // limit entries (0: none). It pages by ID (keyset pagination), so each
@@ -112,11 +65,7 @@ func (p pager) forEachPage(ctx context.Context, f audit.Filter, limit int, fn fu
 		if limit > 0 && n >= int64(limit) {
 			return n, nil
 		}
-		if f.Desc {
-			f.BeforeID = last
-		} else {
-			f.AfterID = last
-		}
+		f = after(f, last)
 	}
 }
 
@@ -127,38 +76,31 @@ func (p pager) forEachPage(ctx context.Context, f audit.Filter, limit int, fn fu
 //
 // The library fails a whole page for one row it cannot read, and names the
 // row only in its message, so narrow looks for it through the API: List
-// with halving limits finds how many entries before it read (each query
-// scans only the rows before its limit), and Count over halving ID ranges
-// finds the ID of the next entry that f selects, which Get must then fail
-// to read.
+// with halving limits reads the entries before it (each query scans only
+// the rows up to its limit, and a page that reads moves the start past
+// it), and Count over halving ID ranges finds the ID of the next entry that
+// f selects, which Get must then fail to read. It reads at most about two
+// pages of rows and makes about 2*log2(pageSize) queries.
 func (p pager) narrow(ctx context.Context, f audit.Filter, listErr error) (good []audit.Entry, badID int64, err error) {
-	// List(f) with limit lo reads; with limit hi it does not.
-	lo, hi := 0, f.Limit
-	for hi-lo > 1 {
-		mid := lo + (hi-lo)/2
-		g := f
-		g.Limit = mid
+	// Invariant: List(g) with limit failing fails.
+	g, failing := f, f.Limit
+	for failing > 1 {
+		g.Limit = failing / 2
 		page, err := p.svc.List(ctx, g)
 		switch {
-		case err == nil && len(page) == mid:
-			lo, good = mid, page
+		case err == nil && len(page) == g.Limit:
+			good = append(good, page...)
+			g = after(g, page[len(page)-1].ID)
+			failing -= len(page)
 		case err == nil: // fewer entries than before: the log changed
 			return nil, 0, listErr
 		case ctx.Err() != nil:
 			return nil, 0, err
 		default:
-			hi = mid
+			failing = g.Limit
 		}
 	}
-	after := f
-	if len(good) > 0 {
-		if last := good[len(good)-1].ID; f.Desc {
-			after.BeforeID = last
-		} else {
-			after.AfterID = last
-		}
-	}
-	id, err := p.nextID(ctx, after)
+	id, err := p.nextID(ctx, g)
 	switch {
 	case ctx.Err() != nil:
 		return nil, 0, ctx.Err()
@@ -175,6 +117,16 @@ func (p pager) narrow(ctx context.Context, f audit.Filter, listErr error) (good 
 	default:
 		return good, id, err
 	}
+}
+
+// after returns f moved past the entry with ID id, in f's order.
+func after(f audit.Filter, id int64) audit.Filter {
+	if f.Desc {
+		f.BeforeID = id
+	} else {
+		f.AfterID = id
+	}
+	return f
 }
 
 // nextID returns the ID of the first entry that List(f) would return (the
@@ -242,4 +194,51 @@ func (p pager) nextID(ctx context.Context, f audit.Filter) (int64, error) {
 		return first - hi + 1, nil
 	}
 	return first + hi - 1, nil
+}
+
+// badEntries counts the entries that list and export stepped over, and
+// names each on stderr as it goes.
+type badEntries struct {
+	w   io.Writer
+	n   int
+	ids []int64 // the first few, for the final error
+}
+
+// maxNamedBad is how many IDs the final error of list and export names.
+const maxNamedBad = 10
+
+func (b *badEntries) skip(id int64, err error) {
+	fmt.Fprintf(b.w, "auditctl: entry %d cannot be read, skipped: %s\n", id, errorText(err))
+	b.n++
+	if len(b.ids) < maxNamedBad {
+		b.ids = append(b.ids, id)
+	}
+}
+
+// err is the failure (exit status 1) that ends a walk that skipped
+// entries, or nil.
+func (b *badEntries) err() error {
+	if b.n == 0 {
+		return nil
+	}
+	more := ""
+	if b.n > len(b.ids) {
+		more = ", ..."
+	}
+	what, ids := "entries", "IDs"
+	if b.n == 1 {
+		what, ids = "entry", "ID"
+	}
+	return failure(fmt.Errorf("%d %s could not be read (%s %s%s); the others were read", b.n, what, ids, joinIDs(b.ids), more))
+}
+
+func joinIDs(ids []int64) string {
+	var s []byte
+	for i, id := range ids {
+		if i > 0 {
+			s = append(s, ", "...)
+		}
+		s = fmt.Appendf(s, "%d", id)
+	}
+	return string(s)
 }

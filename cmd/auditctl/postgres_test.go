@@ -90,6 +90,13 @@ func TestPostgres(t *testing.T) {
 	require.Equal(t, 1, r.code, r)
 	assert.Contains(t, r.stderr, fmt.Sprintf("ID %d", stored[2].ID))
 
+	_, err = raw.Exec(`UPDATE "`+table+`" SET details = '{"i":' WHERE id = $1`, stored[3].ID)
+	require.NoError(t, err)
+	r = cli("list", "--json")
+	require.Equal(t, 1, r.code, r)
+	assert.Len(t, jsonLines(t, r.stdout), 4, "the others are printed")
+	assert.Contains(t, r.stderr, fmt.Sprintf("auditctl: entry %d cannot be read, skipped: ", stored[3].ID))
+
 	r = cli("prune", "--before", "2020-01-01T00:02:30Z", "--yes")
 	require.Equal(t, 0, r.code, r)
 	assert.Contains(t, r.stdout, "pruned 2 entries")
