@@ -108,6 +108,10 @@ func New(opts ...Option) (*AuditService, error) {
 // ErrQueueFull and ctx's error) or returns ErrQueueFull at once
 // (OverflowFail). After Shutdown has begun it returns ErrClosed.
 func (s *AuditService) Record(ctx context.Context, e Entry) error {
+	if s.cfg.readOnly {
+		s.stats.rejected.Add(1)
+		return opErr("record", ErrReadOnly)
+	}
 	r, err := s.prepare(ctx, &e)
 	if err != nil {
 		s.stats.rejected.Add(1)
@@ -270,7 +274,8 @@ func (s *AuditService) use(ctx context.Context, op string) (sess *session, done 
 
 // Ping opens the database if it is not open yet (the same lazy open as
 // every other first use) and checks that the log can be written: the
-// schema exists or was created, and a write transaction can begin. Its
+// schema exists or was created, and a write transaction can begin (under
+// WithReadOnly: that the log can be read). Its
 // error names the database and the cause. Call it at start-up to fail
 // fast; without it the open is retried in the background.
 func (s *AuditService) Ping(ctx context.Context) error {
@@ -279,10 +284,14 @@ func (s *AuditService) Ping(ctx context.Context) error {
 		return err
 	}
 	defer done()
-	err = s.st.writeTx(ctx, sess, func(tx execer) error {
-		_, err := readHead(ctx, tx, sess)
-		return err
-	})
+	if s.cfg.readOnly {
+		_, err = readHead(ctx, sess.sqlDB, sess)
+	} else {
+		err = s.st.writeTx(ctx, sess, func(tx execer) error {
+			_, err := readHead(ctx, tx, sess)
+			return err
+		})
+	}
 	if err != nil {
 		return opErr("ping", fmt.Errorf("%s: %w", s.cfg.databaseName(), err))
 	}

@@ -29,6 +29,10 @@ var (
 	// cannot be served; the error names the Filter field at fault.
 	ErrInvalidFilter = errors.New("audit: invalid filter")
 
+	// ErrReadOnly is returned by the methods that write when the service
+	// was opened with WithReadOnly.
+	ErrReadOnly = errors.New("audit: opened read-only (WithReadOnly)")
+
 	// ErrTampered is returned by Verify when the hash chain does not check;
 	// the error names the first ID whose link or hash is wrong.
 	ErrTampered = errors.New("audit: chain verification failed")

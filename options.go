@@ -74,6 +74,7 @@ type config struct {
 	chainKey   []byte
 	logger     *slog.Logger
 	clock      func() time.Time
+	readOnly   bool
 	redactKey  []byte
 	redactKeys map[string]bool // lower-cased
 
@@ -122,6 +123,9 @@ func (c *config) atLeastOne(option, what string, n int, dst *int) {
 
 // validate checks what no single option can: the choice of database.
 func (c *config) validate() error {
+	if c.readOnly && c.retention > 0 {
+		c.fail("WithReadOnly", "a read-only service cannot prune: drop WithRetention")
+	}
 	if len(c.sources) > 1 {
 		c.fail(strings.Join(c.sources, ", "), "choose at most one of WithSQLite, WithDialector and WithDB")
 	}
@@ -258,6 +262,18 @@ func WithChainKey(key []byte) Option {
 		}
 		c.chainKey = append([]byte(nil), key...)
 	}
+}
+
+// WithReadOnly opens the log for reading only: the service never writes
+// to the database. It does not switch a SQLite file to WAL or create a
+// missing table (a missing table is an error), and Record, RecordTx, Prune
+// and Ping return ErrReadOnly. A SQLite file that WithSQLite names is
+// opened read-only; when it has no -wal or -journal file beside it (no
+// writer is at work and nothing is left to recover), it is opened as
+// immutable, so that reading creates no -wal or -shm file either: do not
+// write to it while such a service reads it. Defaults to false.
+func WithReadOnly() Option {
+	return func(c *config) { c.readOnly = true }
 }
 
 // WithLogger sets where the service logs failures and, on a Shutdown that

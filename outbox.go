@@ -61,6 +61,10 @@ func newLogID() string {
 // caller's transaction holds the write lock.
 func (s *AuditService) RecordTx(ctx context.Context, tx *gorm.DB, e Entry) error {
 	const op = "record tx"
+	if s.cfg.readOnly {
+		s.stats.rejected.Add(1)
+		return opErr(op, ErrReadOnly)
+	}
 	r, err := s.prepare(ctx, &e)
 	if err != nil {
 		s.stats.rejected.Add(1)
@@ -120,7 +124,7 @@ func isMissingTable(err error) bool {
 // transaction, and reports whether the outbox was found empty.
 func (s *AuditService) drainOutbox() bool {
 	sess := s.st.sess.Load()
-	if sess == nil {
+	if sess == nil || s.cfg.readOnly {
 		return false
 	}
 	// Most turns find the outbox empty: a read says so without taking the

@@ -17,6 +17,9 @@ const pruneChunk = 1000
 // works in transactions of at most 1000 entries, between which the writer
 // commits.
 func (s *AuditService) Prune(ctx context.Context, before time.Time) (int64, error) {
+	if s.cfg.readOnly {
+		return 0, opErr("prune", ErrReadOnly)
+	}
 	sess, done, err := s.use(ctx, "prune")
 	if err != nil {
 		return 0, err

@@ -184,6 +184,18 @@ func schemaReady(ctx context.Context, sess *session) bool {
 	return sess.sqlDB.QueryRowContext(ctx, sess.q.logID, sess.q.key).Scan(&logID) == nil
 }
 
+// tablesExist reports, reading only, whether the named tables exist.
+func tablesExist(ctx context.Context, sess *session, names []string) bool {
+	args := make([]any, len(names))
+	phs := make([]string, len(names))
+	for i, n := range names {
+		args[i], phs[i] = n, sess.d.ph(i+1)
+	}
+	var n int
+	err := sess.sqlDB.QueryRowContext(ctx, sess.d.catalog(strings.Join(phs, ", ")), args...).Scan(&n)
+	return err == nil && n == len(names)
+}
+
 func firstWords(stmt string) string {
 	if i := strings.Index(stmt, "("); i > 0 {
 		return strings.TrimSpace(stmt[:i])

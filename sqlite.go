@@ -7,6 +7,7 @@ import (
 	"database/sql/driver"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -67,12 +68,31 @@ const (
 
 // openSQLite returns the dialector of WithSQLite's path, and the file to
 // watch ("" for an in-memory database; see watch.go).
-func openSQLite(path string) (d gorm.Dialector, file string) {
+func openSQLite(path string, readOnly bool) (d gorm.Dialector, file string) {
 	dsn, memory := sqliteDSN(path)
 	if !memory {
 		file = sqliteFile(path)
 	}
+	if readOnly && !memory {
+		dsn = sqliteReadOnlyDSN(path, file)
+	}
 	return sqlite.Open(dsn), file
+}
+
+// sqliteReadOnlyDSN opens file read-only; immutable too when nothing
+// beside it says that a writer is at work or a transaction is to be
+// recovered, so that reading it creates no file.
+func sqliteReadOnlyDSN(path, file string) string {
+	params := "mode=ro&_busy_timeout=5000"
+	if _, after, ok := strings.Cut(path, "?"); ok {
+		params = after + "&" + params
+	}
+	_, werr := os.Stat(file + "-wal")
+	_, jerr := os.Stat(file + "-journal")
+	if os.IsNotExist(werr) && os.IsNotExist(jerr) {
+		params += "&immutable=1"
+	}
+	return "file:" + file + "?" + params
 }
 
 // sqliteDSN turns WithSQLite's path into a go-sqlite3 DSN with the

@@ -135,7 +135,7 @@ func (st *store) open(ctx context.Context) (*session, error) {
 	if sess.db == nil {
 		d := st.cfg.dialector
 		if d == nil {
-			d, sess.file = openSQLite(st.cfg.sqlitePath)
+			d, sess.file = openSQLite(st.cfg.sqlitePath, st.cfg.readOnly)
 		}
 		// GORM's own logger is silenced: the service logs every failure
 		// itself, through its logger, with the operation that failed.
@@ -159,8 +159,18 @@ func (st *store) open(ctx context.Context) (*session, error) {
 			return nil, abandonOpen(sess, err)
 		}
 	}
-	if err := st.migrate(ctx, sess); err != nil {
-		return nil, abandonOpen(sess, fmt.Errorf("create schema: %w", err))
+	if !st.cfg.readOnly { // a reader takes the schema as it is
+		if err := st.migrate(ctx, sess); err != nil {
+			return nil, abandonOpen(sess, fmt.Errorf("create schema: %w", err))
+		}
+	}
+	if st.cfg.readOnly {
+		// A reader needs neither the log id nor the outbox, which a log
+		// written by an older version does not have.
+		if !tablesExist(ctx, sess, sess.q.objects[:2]) {
+			return nil, abandonOpen(sess, fmt.Errorf("the log has no %s table, or no %s (opened read-only: nothing is created)", sess.q.table, chainTable))
+		}
+		return sess, nil
 	}
 	if err := sess.sqlDB.QueryRowContext(ctx, sess.q.logID, sess.q.key).Scan(&sess.logID); err != nil {
 		return nil, abandonOpen(sess, fmt.Errorf("read the log id: %w", err))
