@@ -94,6 +94,10 @@ func (a *app) withService(cmd *cobra.Command, fn func(ctx context.Context, svc *
 	return err
 }
 
+// writers are the commands that write to the log; every other command
+// opens it read-only.
+var writers = map[string]bool{"prune": true}
+
 // open checks the global flags and opens the log. The library would create
 // a missing SQLite file or table on first use; auditctl refuses instead, so
 // that a mistyped --db or --table is an error rather than an empty log that
@@ -138,6 +142,11 @@ func (a *app) open(ctx context.Context, cmd *cobra.Command) (*audit.AuditService
 		return nil, usageErrorf("--driver %q: want sqlite or postgres", a.driver)
 	}
 	opts = append(opts, audit.WithTable(a.table), audit.WithLogger(a.logger()))
+	if !writers[cmd.Name()] {
+		// Readers never write: the file, and the absence of -wal and
+		// -shm files, stay as they were; a missing table is an error.
+		opts = append(opts, audit.WithReadOnly())
+	}
 	if a.keyFile != "" {
 		key, err := os.ReadFile(a.keyFile)
 		if err != nil {
@@ -191,7 +200,15 @@ func (a *app) logger() *slog.Logger {
 // checkSQLiteTable opens path read-only and checks that it is a SQLite
 // database holding table.
 func checkSQLiteTable(ctx context.Context, path, table string) error {
-	db, err := sql.Open("sqlite3", "file:"+sqliteURIPath(path)+"?mode=ro")
+	// Immutable when no writer is at work (no -wal, no -journal), so that
+	// even a read-only connection creates no -wal or -shm file.
+	dsn := "file:" + sqliteURIPath(path) + "?mode=ro"
+	_, werr := os.Stat(path + "-wal")
+	_, jerr := os.Stat(path + "-journal")
+	if errors.Is(werr, fs.ErrNotExist) && errors.Is(jerr, fs.ErrNotExist) {
+		dsn += "&immutable=1"
+	}
+	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", path, err)
 	}
