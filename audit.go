@@ -43,6 +43,8 @@ type AuditService struct {
 
 	tails tailHub // wakes Tail's readers after each commit (tail.go)
 
+	stopRecorded atomic.Bool // WithSelfAudit: EventStop is queued once, by the first Shutdown caller
+
 	// stopped is closed once the first Shutdown has done its work, and
 	// stopErr set before: every Shutdown call returns it.
 	stopped chan struct{}
@@ -93,6 +95,7 @@ func New(opts ...Option) (*AuditService, error) {
 	s.st = store{cfg: &s.cfg, log: s.log, failures: &s.stats.failures, leftovers: s.pokeOutbox}
 	s.abort, s.cancel = context.WithCancelCause(context.Background())
 	go s.runWriter()
+	s.selfRecord(EventStart, selfStartDetails())
 	return s, nil
 }
 
@@ -197,6 +200,9 @@ func (s *AuditService) Flush(ctx context.Context) error {
 func (s *AuditService) Shutdown(ctx context.Context) error {
 	if ctx == nil {
 		return opErr("shutdown", errNilContext)
+	}
+	if s.cfg.selfAudit && s.stopRecorded.CompareAndSwap(false, true) {
+		s.selfRecord(EventStop, nil) // before the intake closes: the last entry drained
 	}
 	if s.in.close() {
 		s.stop(ctx)

@@ -114,6 +114,13 @@ func (s *AuditService) Verify(ctx context.Context) (VerifyReport, error) {
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only
 	rep, err := s.verify(ctx, sess, tx)
+	if s.cfg.selfAudit {
+		d := map[string]any{"entries": rep.Entries, "first_id": rep.FirstID, "last_id": rep.LastID}
+		if err != nil {
+			d["error"] = err.Error()
+		}
+		s.selfRecord(EventVerify, d)
+	}
 	if err != nil {
 		return rep, opErr("verify", err)
 	}

@@ -75,6 +75,7 @@ type config struct {
 	logger     *slog.Logger
 	clock      func() time.Time
 	readOnly   bool
+	selfAudit  bool
 	redactKey  []byte
 	redactKeys map[string]bool // lower-cased
 
@@ -123,6 +124,9 @@ func (c *config) atLeastOne(option, what string, n int, dst *int) {
 
 // validate checks what no single option can: the choice of database.
 func (c *config) validate() error {
+	if c.readOnly && c.selfAudit {
+		c.fail("WithReadOnly", "a read-only service cannot record its own life: drop WithSelfAudit")
+	}
 	if c.readOnly && c.retention > 0 {
 		c.fail("WithReadOnly", "a read-only service cannot prune: drop WithRetention")
 	}

@@ -37,6 +37,9 @@ func (s *AuditService) Prune(ctx context.Context, before time.Time) (int64, erro
 			return total, opErr("prune", err)
 		}
 		if !more {
+			if total > 0 {
+				s.selfRecord(EventPrune, map[string]any{"deleted": total, "before": cutoff})
+			}
 			return total, nil
 		}
 	}

@@ -226,10 +226,11 @@ func (s *AuditService) retainChunk(ret *retention) {
 			s.log.Warn("audit: retention prune failed; retrying at the next interval", "err", err)
 		}
 	case !more:
-		ret.cutoff = ""
 		if ret.pruned > 0 {
 			s.log.Info("audit: retention pruned entries", "entries", ret.pruned)
+			s.selfRecord(EventPrune, map[string]any{"deleted": ret.pruned, "before": ret.cutoff, "retention": s.cfg.retention.String()})
 		}
+		ret.cutoff = ""
 	}
 }
 
