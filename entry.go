@@ -65,6 +65,7 @@ type record struct {
 	outcome   string
 	requestID string
 	details   []byte // nil when Details is nil or empty
+	accepted  int64  // when Record accepted it, in Unix nanoseconds: for Stats.OldestUncommitted
 }
 
 // newRecord validates e and returns the record to store. It runs in the

@@ -238,9 +238,14 @@ func (s *AuditService) retainChunk(ret *retention) {
 // until it commits (true) or Shutdown aborts (false).
 func (s *AuditService) commitWithRetry(recs []*record) bool {
 	backoff := backoffMin
+	s.stats.oldest.Store(recs[0].accepted)
+	defer s.stats.oldest.Store(0)
 	for {
+		began := time.Now()
 		err := s.commitOnce(recs)
 		if err == nil {
+			s.stats.commitNanos.Store(int64(time.Since(began)))
+			s.stats.lastCommit.Store(time.Now().UnixNano())
 			s.stats.lastErr.Store(nil)
 			s.stats.written.Add(uint64(len(recs)))
 			s.stats.batches.Add(1)
