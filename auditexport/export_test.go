@@ -208,7 +208,7 @@ func startChild(t *testing.T, env ...string) *exec.Cmd {
 	return cmd
 }
 
-func startReceiver(t *testing.T, kind string) receiver {
+func startReceiver(t testing.TB, kind string) receiver {
 	switch kind {
 	case "file":
 		path := filepath.Join(t.TempDir(), "out.jsonl")
@@ -227,7 +227,7 @@ func startReceiver(t *testing.T, kind string) receiver {
 // readJSONL returns the IDs in a file sink's files, oldest first. With
 // strict, every line must be a whole record; without, a line being
 // written is skipped.
-func readJSONL(t *testing.T, path string, strict bool) []int64 {
+func readJSONL(t testing.TB, path string, strict bool) []int64 {
 	backups, err := Backups(path)
 	require.NoError(t, err)
 	var ids []int64
@@ -275,7 +275,7 @@ func (l *idsLog) get() []int64 {
 
 // startWebhookReceiver serves the webhook: it checks each request's
 // signature, type and idempotency key, and answers 503 while down says so.
-func startWebhookReceiver(t *testing.T, down func() bool) receiver {
+func startWebhookReceiver(t testing.TB, down func() bool) receiver {
 	var l idsLog
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
@@ -307,7 +307,7 @@ func startWebhookReceiver(t *testing.T, down func() bool) receiver {
 }
 
 // syslogID returns the id parameter of an RFC 5424 message of the sink.
-func syslogID(t *testing.T, msg []byte) int64 {
+func syslogID(t testing.TB, msg []byte) int64 {
 	const marker = `[` + DefaultSDID + ` id="`
 	i := bytes.Index(msg, []byte(marker))
 	require.GreaterOrEqual(t, i, 0, "no structured data in %q", msg)
@@ -320,7 +320,7 @@ func syslogID(t *testing.T, msg []byte) int64 {
 
 // startTCPReceiver reads octet-counted frames; an incomplete last frame
 // (the sender died in it) is dropped.
-func startTCPReceiver(t *testing.T) receiver {
+func startTCPReceiver(t testing.TB) receiver {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	var l idsLog
@@ -374,7 +374,7 @@ func startTCPReceiver(t *testing.T) receiver {
 }
 
 // startUDPReceiver reads one message a datagram.
-func startUDPReceiver(t *testing.T) receiver {
+func startUDPReceiver(t testing.TB) receiver {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	require.NoError(t, err)
 	if u, ok := pc.(*net.UDPConn); ok {
