@@ -49,6 +49,8 @@ func BenchmarkRecordDuringOutage(b *testing.B) {
 				x, err = New(Config{Source: s, Sink: sink, DB: db, Consumer: "bench", MaxBackoff: time.Second, Logger: testutil.Discard()})
 				require.NoError(b, err)
 				go func() { defer close(ran); _ = x.Run(ctx) }()
+				require.NoError(b, s.Record(ctx, audit.Entry{EventType: "e", Actor: "a"}))
+				testutil.WaitFor(b, time.Minute, func() bool { return x.Stats().Failures > 0 }, "the outage to begin")
 			} else {
 				close(ran)
 			}
