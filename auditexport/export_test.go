@@ -532,4 +532,3 @@ func TestConfigErrors(t *testing.T) {
 	_, err = NewFileSink(filepath.Join(t.TempDir(), "missing", "o.jsonl"), FileOptions{})
 	assert.ErrorContains(t, err, "missing")
 }
-
