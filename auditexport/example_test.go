@@ -1,8 +1,8 @@
 package auditexport_test
 
 import (
-	"context"
 	"bufio"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
