@@ -452,7 +452,10 @@ func TestSinkOutage(t *testing.T) {
 		want = append(want, i)
 	}
 	assert.Equal(t, want, rcv.ids(), "each once, in order")
-	assert.Equal(t, Stats{Cursor: n, Exported: n, Batches: n / 100, Failures: x.Stats().Failures}, x.Stats())
+	st := x.Stats()
+	assert.Equal(t, int64(n), st.Cursor)
+	assert.Equal(t, uint64(n), st.Exported, "nothing sent twice without a kill")
+	assert.GreaterOrEqual(t, st.Batches, uint64(n/100), "batches of at most 100")
 }
 
 // TestRecordCarriesTheStoredEntry: an exported record holds every field

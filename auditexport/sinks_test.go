@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cleveragents/audit"
 	"github.com/stretchr/testify/assert"
@@ -134,4 +135,23 @@ func TestCursorOnBothBackends(t *testing.T) {
 			assert.Equal(t, int64(5), pos, "one cursor per consumer and table")
 		})
 	}
+}
+
+// TestRunEndsWhenSourceCloses: an exporter whose service shuts down
+// returns an error wrapping audit.ErrClosed instead of retrying for ever.
+func TestRunEndsWhenSourceCloses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := audit.New(audit.WithSQLite(path))
+	require.NoError(t, err)
+	db, err := sql.Open("sqlite3", path+"?_busy_timeout=5000")
+	require.NoError(t, err)
+	defer db.Close()
+	sink, err := NewFileSink(filepath.Join(t.TempDir(), "o.jsonl"), FileOptions{})
+	require.NoError(t, err)
+	defer sink.Close()
+	x, err := New(Config{Source: s, Sink: sink, DB: db, Consumer: "c", PollInterval: time.Millisecond})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	err = x.Run(context.Background())
+	assert.ErrorIs(t, err, audit.ErrClosed)
 }
