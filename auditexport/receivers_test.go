@@ -137,9 +137,16 @@ func syslogID(t testing.TB, msg []byte) int64 {
 // startTCPReceiver reads octet-counted frames; an incomplete last frame
 // (the sender died in it) is dropped.
 func startTCPReceiver(t testing.TB) receiver {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
 	var l idsLog
+	addr, _ := listenTCP(t, "127.0.0.1:0", &l)
+	return receiver{kind: "tcp", target: addr, ids: l.get}
+}
+
+// listenTCP serves the syslog receiver on addr, adding to l, until stop
+// is called or the test ends.
+func listenTCP(t testing.TB, addr string, l *idsLog) (string, func()) {
+	ln, err := net.Listen("tcp", addr)
+	require.NoError(t, err)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
@@ -177,16 +184,20 @@ func startTCPReceiver(t testing.TB) receiver {
 			}()
 		}
 	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return receiver{kind: "tcp", target: ln.Addr().String(), ids: l.get}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = ln.Close()
+			mu.Lock()
+			for _, c := range conns {
+				_ = c.Close()
+			}
+			mu.Unlock()
+			wg.Wait()
+		})
+	}
+	t.Cleanup(stop)
+	return ln.Addr().String(), stop
 }
 
 // startUDPReceiver reads one message a datagram.
