@@ -4,10 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -26,7 +30,138 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+const helperRoleEnv = "OTLP_HELPER_ROLE"
+
+// TestMain fails the run if a goroutine outlives the tests; a child of
+// the helper-process pattern runs the exporter instead.
+func TestMain(m *testing.M) {
+	if os.Getenv(helperRoleEnv) == "export" {
+		os.Exit(childExport())
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// childExport exports the log at OTLP_DB to the collector at OTLP_URL
+// until it is killed or, with OTLP_DRAIN set, nothing is left.
+func childExport() int {
+	discard := slog.New(slog.DiscardHandler)
+	path := os.Getenv("OTLP_DB")
+	fail := func(err error) int { fmt.Fprintln(os.Stderr, err); return 1 }
+	src, err := audit.New(audit.WithSQLite(path), audit.WithLogger(discard))
+	if err != nil {
+		return fail(err)
+	}
+	db, err := sql.Open("sqlite3", path+"?_busy_timeout=5000")
+	if err != nil {
+		return fail(err)
+	}
+	sink, err := NewSink(os.Getenv("OTLP_URL"), Options{})
+	if err != nil {
+		return fail(err)
+	}
+	x, err := auditexport.New(auditexport.Config{Source: src, Sink: sink, DB: db, Consumer: "otel", BatchSize: killBatch,
+		PollInterval: 10 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, Logger: discard})
+	if err != nil {
+		return fail(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if os.Getenv("OTLP_DRAIN") != "" {
+		go func() {
+			for {
+				if lag, err := x.Lag(ctx); err == nil && lag == 0 {
+					cancel()
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	_ = x.Run(ctx)
+	return 0
+}
+
+const killBatch = 64
+
+// TestKillAndRestart kills the exporter, a separate process, 20 times
+// while entries are recorded, then lets a last one drain: the collector
+// gets every entry, in ID order, with duplicates only from within one
+// batch.
+func TestKillAndRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	col := startCollector(t)
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := audit.New(audit.WithSQLite(path), audit.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := context.Background()
+	require.NoError(t, s.Record(ctx, audit.Entry{EventType: "load", Actor: "a"}))
+	require.NoError(t, s.Flush(ctx))
+	stop, loaded := make(chan struct{}), make(chan struct{})
+	go func() { // the load: about 500 entries a second
+		defer close(loaded)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if !assert.NoError(t, s.Record(ctx, audit.Entry{EventType: "load", Actor: "a", RequestID: strconv.Itoa(i)})) {
+				return
+			}
+		}
+	}()
+	env := []string{helperRoleEnv + "=export", "OTLP_DB=" + path, "OTLP_URL=" + col.srv.URL + "/v1/logs"}
+	start := func(more ...string) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(append(os.Environ(), env...), more...)
+		cmd.Stderr = os.Stderr
+		require.NoError(t, cmd.Start())
+		return cmd
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for k := 0; k < 20; k++ {
+		before := len(col.records())
+		cmd := start()
+		deadline := time.Now().Add(time.Minute)
+		for len(col.records()) <= before {
+			require.True(t, time.Now().Before(deadline), "the exporter delivers")
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond) // a random point of its work
+		require.NoError(t, cmd.Process.Kill())
+		_ = cmd.Wait()
+	}
+	close(stop)
+	<-loaded
+	require.NoError(t, s.Flush(ctx))
+	require.NoError(t, start("OTLP_DRAIN=1").Wait(), "the last exporter drains")
+
+	n, err := s.Count(ctx, audit.Filter{})
+	require.NoError(t, err)
+	seen := map[int64]bool{}
+	var top int64
+	var first []int64
+	for i, lr := range col.records() {
+		id := attrs(lr)["audit.id"].(int64)
+		if id <= top {
+			require.True(t, seen[id], "ID %d arrives after %d (delivery %d) and never came before", id, top, i)
+			require.Less(t, top-id, int64(killBatch), "ID %d again after %d: more than one batch back", id, top)
+			continue
+		}
+		seen[id] = true
+		first = append(first, id)
+		top = id
+	}
+	require.Len(t, first, int(n))
+	for i, id := range first {
+		require.Equal(t, int64(i+1), id, "every entry, in ID order")
+	}
+}
 
 // collector is an OTLP/HTTP logs receiver on 127.0.0.1 that decodes each
 // request as an ExportLogsServiceRequest; it refuses while down says so.
