@@ -1,7 +1,9 @@
 // Package auditexport copies an audit log, entry by entry and in ID order,
 // to a sink outside the database: JSON lines in rotated files
 // ([NewFileSink]), an HTTP webhook ([NewWebhookSink]) or a syslog collector
-// ([NewSyslogSink]).
+// ([NewSyslogSink]); the module github.com/cleveragents/audit/auditexport/otlp
+// adds OpenTelemetry logs over OTLP/HTTP, with its dependencies kept out of
+// this one's.
 //
 // An [Exporter] reads committed entries through the service's public
 // queries (it never touches the service's queue, so a slow or failed sink
