@@ -1,3 +1,5 @@
+//go:build cgo
+
 package audit
 
 // Reliability (issue 3, items 1 and 2): what is acknowledged survives a

@@ -111,9 +111,9 @@ func (st *store) migrate(ctx context.Context, sess *session) error {
 		}
 	}
 	if schemaReady(ctx, sess) {
-		return nil
+		return st.checkSchema(ctx, sess, nil)
 	}
-	return st.writeTx(ctx, sess, func(tx execer) error {
+	err := st.writeTx(ctx, sess, func(tx execer) error {
 		if sess.d.lockSchema != nil {
 			if err := sess.d.lockSchema(ctx, tx); err != nil {
 				return err
@@ -129,6 +129,12 @@ func (st *store) migrate(ctx context.Context, sess *session) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return st.explain(ctx, sess, err)
+	}
+	// CREATE ... IF NOT EXISTS passes over a table of the name with other
+	// columns, and over an index of the name on another table.
+	return st.checkSchema(ctx, sess, nil)
 }
 
 // schemaReady reports, reading only, whether the table, its indexes and

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -200,6 +201,7 @@ func (s *AuditService) retainChunk(ret *retention) {
 func (s *AuditService) commitWithRetry(recs []*record) bool {
 	backoff := backoffMin
 	for {
+		attempt := s.perm.begin()
 		err := s.commitOnce(recs)
 		if err == nil {
 			s.stats.lastErr.Store(nil)
@@ -212,7 +214,13 @@ func (s *AuditService) commitWithRetry(recs []*record) bool {
 			return false
 		}
 		s.stats.lastErr.Store(&err)
-		s.log.Warn("audit: write failed; retrying", "entries", len(recs), "retry_in", backoff, "err", err)
+		if isPermanent(err) {
+			s.perm.fail(attempt, err)
+			s.log.Error("audit: write failed, and retrying cannot help until the cause is fixed (see err); the entries stay queued and are retried",
+				"database", s.cfg.databaseName(), "entries", len(recs), "retry_in", backoff, "err", err)
+		} else {
+			s.log.Warn("audit: write failed; retrying", "database", s.cfg.databaseName(), "entries", len(recs), "retry_in", backoff, "err", err)
+		}
 		if !sleep(backoff, s.abort.Done()) {
 			return false
 		}
@@ -237,7 +245,7 @@ func (s *AuditService) commitOnce(recs []*record) error {
 	}
 	if err := s.insertBatch(ctx, sess, recs); err != nil {
 		s.stats.failures.Add(1)
-		return err
+		return fmt.Errorf("write %d entries: %w", len(recs), s.st.explain(ctx, sess, err))
 	}
 	return nil
 }
