@@ -124,7 +124,7 @@ func (st *store) explain(ctx context.Context, sess *session, err error) error {
 		}
 	}
 	if sess != nil {
-		if p := st.checkSchema(ctx, sess, err); p != nil {
+		if p := st.checkSchema(ctx, sess, err, true); p != nil {
 			return p
 		}
 	}
@@ -156,10 +156,11 @@ func (st *store) dialect() *dialect {
 
 // checkSchema looks for what is wrong with an existing log that retrying
 // cannot fix: a table of the log's name without its columns, an index name
-// of the log taken by another table, a chain head row below MAX(id) or at
-// the last ID. It returns a permanentError wrapping cause, or nil when it
-// finds none of these (a query that fails here is not its to judge).
-func (st *store) checkSchema(ctx context.Context, sess *session, cause error) error {
+// of the log taken by another table, and with heads a chain head row below
+// MAX(id) or at the last ID. It returns a permanentError wrapping cause, or
+// nil when it finds none of these (a query that fails here is not its to
+// judge).
+func (st *store) checkSchema(ctx context.Context, sess *session, cause error, heads bool) error {
 	q, db := &sess.q, sess.sqlDB
 	rows, err := db.QueryContext(ctx, `SELECT `+columns+` FROM `+q.table+` WHERE 1 = 0`)
 	if err != nil {
@@ -200,6 +201,9 @@ func (st *store) checkSchema(ctx context.Context, sess *session, cause error) er
 			"index name taken by another table or index: %s, needed for table %s", strings.Join(taken, ", "), q.table)
 	}
 
+	if !heads {
+		return nil
+	}
 	// MAX(id) first: with other writers committing, the head read after it
 	// can only be at or past it.
 	var maxID int64
@@ -243,7 +247,7 @@ var errPingRollback = errors.New("ping: roll back")
 // wrong, and a write that changes nothing succeeds in a write transaction,
 // which is rolled back.
 func (st *store) ping(ctx context.Context, sess *session) error {
-	if err := st.checkSchema(ctx, sess, nil); err != nil {
+	if err := st.checkSchema(ctx, sess, nil, true); err != nil {
 		return err
 	}
 	touch := `UPDATE ` + chainTable + ` SET last_id = last_id WHERE table_name = ` + sess.d.ph(1)

@@ -38,6 +38,7 @@ func hardService(t *testing.T, logs *testutil.LogBuffer, opts ...Option) *AuditS
 func requirePermanent(t *testing.T, err error, wants ...string) {
 	t.Helper()
 	require.Error(t, err)
+	t.Log(err)
 	assert.True(t, isPermanent(err), "a permanent error: %v", err)
 	assert.NotErrorIs(t, err, context.DeadlineExceeded, "returned for its cause, not at its ctx's end")
 	for _, w := range wants {
@@ -86,7 +87,7 @@ func TestPingNamesTheFileAndCause(t *testing.T) {
 		{"a text file", text, []string{strconv.Quote(text), "file is not a database"}},
 		// Root writes through file modes, so the read-only open is made
 		// with SQLite's own mode=ro (TestPingReadOnlyFile drops root).
-		{"read-only", "file:" + existing + "?mode=ro", []string{existing, "is read-only", "writable"}},
+		{"read-only", "file:" + existing + "?mode=ro", []string{strconv.Quote("file:" + existing + "?mode=ro"), "is read-only", "writable"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -219,31 +219,28 @@ func sqliteExplain(file string, err error) error {
 		fi, serr := os.Stat(file)
 		switch {
 		case serr == nil && fi.IsDir():
-			return permanent(err, "WithSQLite needs the path of a file, which it creates if missing", "%q is a directory", file)
+			return permanent(err, "WithSQLite needs the path of a file, which it creates if missing", "the path is a directory")
 		case errors.Is(serr, fs.ErrNotExist) || errors.Is(serr, syscall.ENOTDIR):
 			dir := filepath.Dir(file)
 			di, derr := os.Stat(dir)
 			switch {
 			case derr != nil && (errors.Is(derr, fs.ErrNotExist) || errors.Is(derr, syscall.ENOTDIR)):
-				return permanent(err, "create it, or correct WithSQLite's path: the library does not create directories", "directory does not exist: %q", dir)
+				return permanent(err, "create it, or correct WithSQLite's path: the library does not create directories", "the directory does not exist: %q", dir)
 			case derr == nil && !di.IsDir():
-				return permanent(err, "correct WithSQLite's path", "%q is not a directory", dir)
+				return permanent(err, "correct WithSQLite's path", "the directory %q is not a directory", dir)
 			}
 		}
 	}
-	name := "the database"
-	if file != "" {
-		name = strconv.Quote(file)
-	}
+	// The callers name the database: the causes below need not.
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "file is not a database"):
-		return permanent(err, "point WithSQLite at the audit log's file, or move this file out of the way", "%s: file is not a database", name)
+		return permanent(err, "point WithSQLite at the audit log's file, or move this file out of the way", "the file is not a database")
 	case strings.Contains(msg, "readonly database"):
 		return permanent(err, "make the file, its directory and its -wal and -shm files writable by this process, and do not open it with mode=ro; to only read a log, use auditctl's read commands",
-			"%s is read-only", name)
+			"the database is read-only")
 	case strings.Contains(msg, "unable to open database file") && strings.Contains(msg, "permission denied"):
-		return permanent(err, "make the file and its directory readable and writable by this process", "%s: permission denied", name)
+		return permanent(err, "make the file and its directory readable and writable by this process", "permission denied")
 	}
 	return nil
 }

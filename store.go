@@ -42,6 +42,9 @@ type session struct {
 	keep  *sql.Conn // holds a shared in-memory database alive; nil otherwise
 	file  string    // the SQLite file that WithSQLite opened, watched (watch.go); "" otherwise
 	ident os.FileInfo
+	// fault is what checkSchema found wrong when the session opened, until
+	// the writer finds it fixed; nil when nothing was.
+	fault atomic.Pointer[error]
 
 	mu      sync.Mutex // protects users and retired
 	users   int        // calls using the session now (store.use)
@@ -162,7 +165,15 @@ func (st *store) open(ctx context.Context) (*session, error) {
 		}
 	}
 	if err := st.migrate(ctx, sess); err != nil {
-		return nil, abandonOpen(sess, fmt.Errorf("create schema: %w", err))
+		if !isPermanent(err) { // a permanent error says what is wrong itself
+			err = fmt.Errorf("create schema: %w", err)
+		}
+		return nil, abandonOpen(sess, err)
+	}
+	// CREATE ... IF NOT EXISTS passes over an index of the name on another
+	// table: the log can be read, but the writer refuses it (commitOnce).
+	if fault := st.checkSchema(ctx, sess, nil, false); fault != nil {
+		sess.fault.Store(&fault)
 	}
 	if st.carry != nil {
 		// The file was deleted or replaced: continue the chain here.

@@ -215,9 +215,9 @@ func (s *AuditService) commitWithRetry(recs []*record) bool {
 		}
 		s.stats.lastErr.Store(&err)
 		if isPermanent(err) {
-			s.perm.fail(attempt, err)
 			s.log.Error("audit: write failed, and retrying cannot help until the cause is fixed (see err); the entries stay queued and are retried",
 				"database", s.cfg.databaseName(), "entries", len(recs), "retry_in", backoff, "err", err)
+			s.perm.fail(attempt, err) // after the log line: a caller it wakes may look for it
 		} else {
 			s.log.Warn("audit: write failed; retrying", "database", s.cfg.databaseName(), "entries", len(recs), "retry_in", backoff, "err", err)
 		}
@@ -243,9 +243,16 @@ func (s *AuditService) commitOnce(recs []*record) error {
 			return err
 		}
 	}
+	if fault := sess.fault.Load(); fault != nil {
+		if err := s.st.checkSchema(ctx, sess, nil, false); err != nil {
+			s.stats.failures.Add(1)
+			return fmt.Errorf("write %d entries to %s: %w", len(recs), s.cfg.databaseName(), err)
+		}
+		sess.fault.Store(nil) // fixed
+	}
 	if err := s.insertBatch(ctx, sess, recs); err != nil {
 		s.stats.failures.Add(1)
-		return fmt.Errorf("write %d entries: %w", len(recs), s.st.explain(ctx, sess, err))
+		return fmt.Errorf("write %d entries to %s: %w", len(recs), s.cfg.databaseName(), s.st.explain(ctx, sess, err))
 	}
 	return nil
 }
