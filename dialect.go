@@ -57,6 +57,17 @@ type dialect struct {
 	// isBusy reports whether err means the database is locked by another
 	// writer, to be retried.
 	isBusy func(err error) bool
+	// retryNow reports whether err means the database asks for the write
+	// transaction to be run again at once (a serialization failure): not an
+	// outage, and not counted as one. nil where there is no such error.
+	retryNow func(err error) bool
+	// explain returns err as a permanentError (permanent.go) when retrying
+	// cannot fix it, with the cause in words a user can act on, and nil
+	// otherwise. file is the SQLite file of WithSQLite ("" otherwise).
+	explain func(file string, err error) error
+	// indexOwners returns the query that lists which of the named objects
+	// (placeholders phs) are not indexes of the table (placeholder table).
+	indexOwners func(phs, table string) string
 }
 
 // dialects maps the names GORM's dialectors report to their dialect.

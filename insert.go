@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 )
@@ -26,6 +27,9 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 	var lastHash string
 	if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&lastID, &lastHash); err != nil {
 		return fmt.Errorf("read chain head: %w", err)
+	}
+	if lastID > math.MaxInt64-int64(len(recs)) {
+		return errNoIDLeft(sess, lastID, len(recs))
 	}
 	var full *sql.Stmt
 	if p, ok := tx.(preparer); ok && sess.d.prepareInsert && len(recs) >= 2*rowsPer {

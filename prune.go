@@ -62,6 +62,7 @@ func pruneCutoff(before time.Time) string {
 // start of the chain, and reports whether there may be more.
 func (st *store) pruneOnce(ctx context.Context, sess *session, cutoff string) (n int64, more bool, err error) {
 	err = st.writeTx(ctx, sess, func(tx execer) error {
+		n, more = 0, false // a transaction run again starts afresh
 		// Take turns with writers and other processes' prunes (the head
 		// row's lock, where the dialect needs one), so that the scan below
 		// sees the latest prefix and the checkpoint only moves forward.

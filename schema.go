@@ -144,7 +144,7 @@ func (st *store) migrate(ctx context.Context, sess *session) error {
 	if schemaReady(ctx, sess) {
 		return nil
 	}
-	return st.writeTx(ctx, sess, func(tx execer) error {
+	err := st.writeTx(ctx, sess, func(tx execer) error {
 		if sess.d.lockSchema != nil {
 			if err := sess.d.lockSchema(ctx, tx); err != nil {
 				return err
@@ -163,6 +163,10 @@ func (st *store) migrate(ctx context.Context, sess *session) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return st.explain(ctx, sess, err)
+	}
+	return nil
 }
 
 // schemaReady reports, reading only, whether the table, its indexes and

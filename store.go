@@ -46,6 +46,9 @@ type session struct {
 	file  string    // the SQLite file that WithSQLite opened, watched (watch.go); "" otherwise
 	ident os.FileInfo
 	logID string // the log's id (outbox.go)
+	// fault is what checkSchema found wrong when the session opened, until
+	// the writer finds it fixed; nil when nothing was.
+	fault atomic.Pointer[error]
 
 	mu      sync.Mutex // protects users and retired
 	users   int        // calls using the session now (store.use)
@@ -73,7 +76,13 @@ func (st *store) session(ctx context.Context) (*session, error) {
 	sess, err := st.open(ctx)
 	if err != nil {
 		st.failures.Add(1)
-		st.log.Warn("audit: open database failed; the next call retries", "database", st.cfg.databaseName(), "err", err)
+		err = st.explain(ctx, nil, err)
+		if isPermanent(err) {
+			st.log.Error("audit: open database failed, and retrying cannot help until the cause is fixed (see err); the next call retries",
+				"database", st.cfg.databaseName(), "err", err)
+		} else {
+			st.log.Warn("audit: open database failed; the next call retries", "database", st.cfg.databaseName(), "err", err)
+		}
 		return nil, fmt.Errorf("open database %s: %w", st.cfg.databaseName(), err)
 	}
 	st.sess.Store(sess)
@@ -161,7 +170,10 @@ func (st *store) open(ctx context.Context) (*session, error) {
 	}
 	if !st.cfg.readOnly { // a reader takes the schema as it is
 		if err := st.migrate(ctx, sess); err != nil {
-			return nil, abandonOpen(sess, fmt.Errorf("create schema: %w", err))
+			if !isPermanent(err) { // a permanent error says what is wrong itself
+				err = fmt.Errorf("create schema: %w", err)
+			}
+			return nil, abandonOpen(sess, err)
 		}
 	}
 	if st.cfg.readOnly {
@@ -171,6 +183,11 @@ func (st *store) open(ctx context.Context) (*session, error) {
 			return nil, abandonOpen(sess, fmt.Errorf("the log has no %s table, or no %s (opened read-only: nothing is created)", sess.q.table, chainTable))
 		}
 		return sess, nil
+	}
+	// CREATE ... IF NOT EXISTS passes over an index of the name on another
+	// table: the log can be read, but the writer refuses it (commitOnce).
+	if fault := st.checkSchema(ctx, sess, nil, false); fault != nil {
+		sess.fault.Store(&fault)
 	}
 	if err := sess.sqlDB.QueryRowContext(ctx, sess.q.logID, sess.q.key).Scan(&sess.logID); err != nil {
 		return nil, abandonOpen(sess, fmt.Errorf("read the log id: %w", err))
@@ -245,9 +262,28 @@ func (st *store) close(giveUp <-chan struct{}) error {
 // writeTx runs fn in a write transaction of the session's dialect and
 // commits it. It is the one owner of write transactions, which run one at
 // a time per service (writeMu).
+//
+// A transaction that the dialect says to retry at once (a serialization
+// failure) is run again, with fn reading everything afresh, up to
+// immediateRetries times: that is how the database asks for it, not an
+// outage.
 func (st *store) writeTx(ctx context.Context, sess *session, fn func(tx execer) error) error {
 	st.writeMu.Lock()
 	defer st.writeMu.Unlock()
+	for tries := 1; ; tries++ {
+		err := st.writeTxOnce(ctx, sess, fn)
+		if err == nil || sess.d.retryNow == nil || !sess.d.retryNow(err) || tries == immediateRetries || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// immediateRetries bounds the runs of one write transaction that the
+// database asked to retry at once; past it the failure counts as one and
+// the caller's own retry (with backoff) takes over.
+const immediateRetries = 100
+
+func (st *store) writeTxOnce(ctx context.Context, sess *session, fn func(tx execer) error) error {
 	tx, err := sess.d.begin(ctx, sess.sqlDB)
 	if err != nil {
 		return err
