@@ -83,7 +83,7 @@ func (p *Plugin) lockSQLite(db *gorm.DB) {
 	}
 	var b strings.Builder
 	db.Dialector.QuoteTo(&b, tableName(db.Statement))
-	_, _ = db.Statement.ConnPool.ExecContext(db.Statement.Context, "DELETE FROM "+b.String()+" WHERE 0")
+	_, _ = unprepared(db.Statement.ConnPool).ExecContext(db.Statement.Context, "DELETE FROM "+b.String()+" WHERE 0")
 }
 
 // wrapCreate records one entry per created row, with its values as

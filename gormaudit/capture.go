@@ -2,6 +2,7 @@ package gormaudit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -55,6 +56,7 @@ func (p *Plugin) readRows(db *gorm.DB, conds []clause.Expression, unscoped, forU
 	} else {
 		q = q.Table(stmt.Table)
 	}
+	q.Statement.ConnPool = unprepared(stmt.ConnPool) // q's own Statement, since Table
 	if unscoped {
 		q = q.Unscoped()
 	}
@@ -202,6 +204,20 @@ func primaryKeyConds(db *gorm.DB, v reflect.Value) []clause.Expression {
 func pkIn(stmt *gorm.Statement, keys [][]any) []clause.Expression {
 	column, vals := schema.ToQueryValues("", stmt.Schema.PrimaryFieldDBNames, keys)
 	return []clause.Expression{clause.IN{Column: column, Values: vals}}
+}
+
+// unprepared returns the pool or transaction under GORM's prepared-
+// statement types, so that the plugin's own statements do not fill the
+// statement cache of a DB with PrepareStmt (GORM does the same for
+// SAVEPOINT).
+func unprepared(pool gorm.ConnPool) gorm.ConnPool {
+	switch p := pool.(type) {
+	case *gorm.PreparedStmtTX:
+		return p.Tx
+	case *gorm.PreparedStmtDB:
+		return p.ConnPool
+	}
+	return pool
 }
 
 // tableName returns the name of the statement's table, which is not
@@ -363,14 +379,26 @@ func changed(before, after row) []string {
 	return cols
 }
 
-// emit records entries now, or holds them in the statement's transaction
-// until it commits.
+// emit writes entries inside the statement's transaction when the log is
+// on its database, or holds them in the transaction until it commits, or,
+// outside a transaction, records them now.
 func (p *Plugin) emit(db *gorm.DB, entries []audit.Entry) {
 	if len(entries) == 0 {
 		return
 	}
 	ctx := db.Statement.Context
 	tx, inTx := txOf(db.Statement.ConnPool)
+	if inTx && p.txRec != nil {
+		for _, e := range entries {
+			if err := p.recordTx(db, e); err != nil {
+				// Fail the statement: its transaction must not commit a
+				// change without its entry.
+				db.AddError(fmt.Errorf("gormaudit: record %s of %s: %w", e.EventType, e.Resource, err))
+				return
+			}
+		}
+		return
+	}
 	if tx != nil && tx.add(ctx, entries) {
 		return
 	}
@@ -381,6 +409,39 @@ func (p *Plugin) emit(db *gorm.DB, entries []audit.Entry) {
 	for _, e := range entries {
 		p.record(ctx, e)
 	}
+}
+
+// recordTx writes e inside the statement's transaction. An entry too
+// large for the log keeps only its columns' names, so that the change can
+// still commit, audited.
+func (p *Plugin) recordTx(db *gorm.DB, e audit.Entry) error {
+	ctx := db.Statement.Context
+	err := p.txRec.RecordTx(ctx, db, e)
+	if err == nil || !errors.Is(err, audit.ErrInvalidEntry) || e.Details == nil {
+		return err
+	}
+	e.Details = shrunk(e.Details)
+	return p.txRec.RecordTx(ctx, db, e)
+}
+
+// shrunk returns Details that keep only the names of the columns, for an
+// entry whose values are too large to record.
+func shrunk(d map[string]any) map[string]any {
+	out := map[string]any{"values_omitted": "too large to record"}
+	if ch, ok := d["changed"]; ok {
+		out["changed"] = ch
+	}
+	for _, k := range []string{"after", "before"} {
+		if m, ok := d[k].(map[string]any); ok {
+			cols := make([]string, 0, len(m))
+			for c := range m {
+				cols = append(cols, c)
+			}
+			sort.Strings(cols)
+			out["columns"] = cols
+		}
+	}
+	return out
 }
 
 // record hands e to the service. The change it describes has happened, so

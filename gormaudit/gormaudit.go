@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/cleveragents/audit"
 	"gorm.io/gorm"
+	gormlogger "gorm.io/gorm/logger"
 )
 
 // DefaultActor is the Actor of entries whose statement context carries
@@ -21,6 +23,18 @@ const DefaultActor = "system"
 type Recorder interface {
 	// Record records e; see [audit.AuditService.Record].
 	Record(ctx context.Context, e audit.Entry) error
+}
+
+// TxRecorder is a Recorder that can also write an entry inside the
+// caller's transaction (see [audit.AuditService.RecordTx]): the entry is
+// committed if and only if the transaction commits. When the Recorder
+// given to [New] is one and the log lives on the database the plugin is
+// registered on, the plugin records through RecordTx (see the package
+// doc).
+type TxRecorder interface {
+	Recorder
+	// RecordTx records e as part of tx's open transaction.
+	RecordTx(ctx context.Context, tx *gorm.DB, e audit.Entry) error
 }
 
 // Compile-time checks that the types fit the interfaces they are used as.
@@ -35,6 +49,11 @@ var (
 type Plugin struct {
 	rec Recorder
 	cfg config
+
+	// txRec is set by Initialize when the log is on the plugin's database:
+	// entries are then written inside the business transactions. Nil:
+	// they are recorded after the commit.
+	txRec TxRecorder
 
 	dropped atomic.Uint64 // entries that Record refused
 	warned  atomic.Bool   // the untracked-transaction warning was logged
@@ -65,9 +84,10 @@ func New(rec Recorder, opts ...Option) (*Plugin, error) {
 // Name returns "gormaudit", the name GORM registers the plugin under.
 func (p *Plugin) Name() string { return "gormaudit" }
 
-// Initialize registers the callbacks and places the plugin's transaction
-// tracking beneath db's connection pool (see the package doc). GORM calls
-// it from db.Use.
+// Initialize registers the callbacks and chooses how entries are recorded:
+// inside the business transactions when the log lives on db, else after
+// their commits, with the plugin's transaction tracking placed beneath
+// db's connection pool (see the package doc). GORM calls it from db.Use.
 func (p *Plugin) Initialize(db *gorm.DB) error {
 	if db.ConnPool == nil {
 		return errors.New("gormaudit: the DB has no connection pool")
@@ -75,7 +95,45 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	if err := p.register(db); err != nil {
 		return err
 	}
-	p.trackTransactions(db)
+	p.txRec = p.probe(db)
+	if p.txRec == nil {
+		p.trackTransactions(db)
+	}
+	return nil
+}
+
+// probeTimeout bounds the probe of Initialize.
+const probeTimeout = 10 * time.Second
+
+// probe returns the TxRecorder to record through when the log lives on
+// db, or nil. It finds out by writing an entry with RecordTx in a
+// transaction on db that it then rolls back: nothing stays of it, and a
+// failed write (the log's tables are elsewhere) spoils only that
+// transaction, never a business one (on PostgreSQL a failed statement
+// aborts its transaction).
+func (p *Plugin) probe(db *gorm.DB) TxRecorder {
+	tr, ok := p.rec.(TxRecorder)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	errProbe := errors.New("probe done")
+	var recErr error
+	err := db.Session(&gorm.Session{NewDB: true, Context: ctx, Logger: gormlogger.Discard}).Transaction(func(tx *gorm.DB) error {
+		recErr = tr.RecordTx(ctx, tx, audit.Entry{EventType: "gormaudit.probe", Actor: p.cfg.actor})
+		return errProbe
+	})
+	switch {
+	case !errors.Is(err, errProbe):
+		p.cfg.logger.Warn("gormaudit: cannot begin a transaction to find where the audit log is; entries are recorded after each commit, and a crash right after a commit loses its entries", "err", err)
+	case recErr == nil:
+		return tr
+	case strings.Contains(recErr.Error(), "another database"):
+		p.cfg.logger.Info("gormaudit: the audit log is on another database; entries are recorded after each commit, and a crash right after a commit loses its entries")
+	default:
+		p.cfg.logger.Warn("gormaudit: cannot record inside transactions; entries are recorded after each commit, and a crash right after a commit loses its entries", "err", recErr)
+	}
 	return nil
 }
 

@@ -541,6 +541,28 @@ func TestPreparedStatements(t *testing.T) {
 			assert.Equal(t, "users.create", es[0].EventType)
 			assert.Equal(t, "kept", es[0].Details["after"].(map[string]any)["name"])
 			assert.Equal(t, "users.update", es[1].EventType)
+
+			// GORM still finds its own type, and its statement cache holds
+			// only the application's statements: neither SAVEPOINT nor the
+			// plugin's own.
+			var pdb *gorm.PreparedStmtDB
+			if tc.sess {
+				pdb, _ = db.Statement.ConnPool.(*gorm.PreparedStmtDB)
+			} else {
+				pdb, _ = db.ConnPool.(*gorm.PreparedStmtDB)
+			}
+			require.NotNil(t, pdb, "the DB's pool is still a *gorm.PreparedStmtDB")
+			keys := pdb.Stmts.Keys()
+			require.NotEmpty(t, keys)
+			for _, k := range keys {
+				assert.NotContains(t, k, "SAVEPOINT")
+				assert.NotContains(t, k, "WHERE 0")
+			}
+			require.NoError(t, db.Transaction(func(tx *gorm.DB) error {
+				_, ok := tx.Statement.ConnPool.(*gorm.PreparedStmtTX)
+				assert.True(t, ok, "a transaction is still a *gorm.PreparedStmtTX")
+				return nil
+			}))
 		})
 	}
 }
