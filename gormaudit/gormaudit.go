@@ -118,6 +118,12 @@ func (p *Plugin) probe(db *gorm.DB) TxRecorder {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
+	if pinger, ok := p.rec.(interface{ Ping(context.Context) error }); ok {
+		// Open the log first: on SQLite, a log on db's file opened from
+		// inside the probe's transaction would wait for that
+		// transaction's own write lock to create its tables.
+		_ = pinger.Ping(ctx) // a failure fails the probe too, and says why
+	}
 	errProbe := errors.New("probe done")
 	var recErr error
 	err := db.Session(&gorm.Session{NewDB: true, Context: ctx, Logger: gormlogger.Discard}).Transaction(func(tx *gorm.DB) error {
