@@ -104,12 +104,16 @@ func (p *Plugin) wrapCreate(next func(*gorm.DB)) func(*gorm.DB) {
 			p.afterMapCreate(db, rv)
 			return
 		}
+		if stmt.Schema == nil {
+			next(db) // no model, no rows to name
+			return
+		}
 		up, isUpsert := onConflict(stmt)
 		var (
 			cols   []string
 			before map[string]row
 		)
-		if isUpsert && stmt.Schema != nil {
+		if isUpsert {
 			cols = conflictColumns(stmt, up)
 			var err error
 			if before, err = p.readByColumns(db, cols, p.structValues(db, rv)); err != nil {
