@@ -155,7 +155,9 @@ func TestContextPropagation(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sqlDB.Close() })
 	require.NoError(t, db.AutoMigrate(&Note{}))
-	require.NoError(t, db.Use(gormaudit.New(svc)))
+	plugin, err := gormaudit.New(svc)
+	require.NoError(t, err)
+	require.NoError(t, db.Use(plugin))
 
 	h := wrap(t, svc, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		actor, ok := audit.ActorFromContext(r.Context())
