@@ -35,6 +35,14 @@ type AuditService struct {
 	writerDone chan struct{}
 	lost       int64
 
+	// RecordTx (outbox.go): poke wakes the writer to look for committed
+	// outbox rows; usedOutbox is set once the service has outbox entries
+	// to care about, after which Flush always asks the writer.
+	poke       chan struct{}
+	usedOutbox atomic.Bool
+
+	tails tailHub // wakes Tail's readers after each commit (tail.go)
+
 	// stopped is closed once the first Shutdown has done its work, and
 	// stopErr set before: every Shutdown call returns it.
 	stopped chan struct{}
@@ -80,8 +88,9 @@ func New(opts ...Option) (*AuditService, error) {
 		in:         newIntake(cfg.queueSize),
 		writerDone: make(chan struct{}),
 		stopped:    make(chan struct{}),
+		poke:       make(chan struct{}, 1),
 	}
-	s.st = store{cfg: &s.cfg, log: s.log, failures: &s.stats.failures}
+	s.st = store{cfg: &s.cfg, log: s.log, failures: &s.stats.failures, leftovers: s.pokeOutbox}
 	s.abort, s.cancel = context.WithCancelCause(context.Background())
 	go s.runWriter()
 	return s, nil
@@ -99,17 +108,7 @@ func New(opts ...Option) (*AuditService, error) {
 // ErrQueueFull and ctx's error) or returns ErrQueueFull at once
 // (OverflowFail). After Shutdown has begun it returns ErrClosed.
 func (s *AuditService) Record(ctx context.Context, e Entry) error {
-	if ctx == nil {
-		s.stats.rejected.Add(1)
-		return opErr("record", errNilContext)
-	}
-	if e.Actor == "" {
-		e.Actor, _ = ActorFromContext(ctx)
-	}
-	if e.RequestID == "" {
-		e.RequestID, _ = RequestIDFromContext(ctx)
-	}
-	r, err := s.newRecord(&e)
+	r, err := s.prepare(ctx, &e)
 	if err != nil {
 		s.stats.rejected.Add(1)
 		return opErr("record", err)
@@ -133,6 +132,21 @@ func (s *AuditService) Record(ctx context.Context, e Entry) error {
 	}
 }
 
+// prepare is what Record and RecordTx do first: an empty Actor or
+// RequestID is taken from ctx, then e is validated and made a record.
+func (s *AuditService) prepare(ctx context.Context, e *Entry) (*record, error) {
+	if ctx == nil {
+		return nil, errNilContext
+	}
+	if e.Actor == "" {
+		e.Actor, _ = ActorFromContext(ctx)
+	}
+	if e.RequestID == "" {
+		e.RequestID, _ = RequestIDFromContext(ctx)
+	}
+	return s.newRecord(e)
+}
+
 // Flush returns once every entry accepted before the call is committed. If
 // ctx ends first it returns ctx's error, wrapping the writer's last write
 // error if it has one. After Shutdown has begun it returns ErrClosed.
@@ -143,7 +157,7 @@ func (s *AuditService) Flush(ctx context.Context) error {
 	if s.in.isClosed() {
 		return opErr("flush", ErrClosed)
 	}
-	if s.stats.queued.Load() == 0 {
+	if s.stats.queued.Load() == 0 && !s.usedOutbox.Load() {
 		return nil // nothing accepted is uncommitted
 	}
 	barrier := item{done: make(chan error, 1)}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/require"
 	"gorm.io/driver/postgres"
 	"gorm.io/driver/sqlite"
@@ -117,7 +118,7 @@ func (st *backend) sql(query string) string {
 func (st *backend) holdWriteLock(tb testing.TB) (release func()) {
 	tb.Helper()
 	if st.kind == "sqlite" {
-		return holdWriteLock(tb, st.path)
+		return testutil.HoldWriteLock(tb, st.path)
 	}
 	ctx := context.Background()
 	conn, err := st.raw.Conn(ctx)
@@ -126,13 +127,13 @@ func (st *backend) holdWriteLock(tb testing.TB) (release func()) {
 	require.NoError(tb, err)
 	_, err = conn.ExecContext(ctx, "SELECT 1 FROM "+chainTable+" WHERE table_name = $1 FOR UPDATE", st.table)
 	require.NoError(tb, err)
-	return holdConn(tb, conn)
+	return testutil.HoldConn(tb, conn)
 }
 
 func freshSQLite(tb testing.TB) *backend {
 	tb.Helper()
-	path := tempDB(tb)
-	return &backend{kind: "sqlite", path: path, table: DefaultTable, raw: rawDB(tb, path)}
+	path := testutil.TempDB(tb)
+	return &backend{kind: "sqlite", path: path, table: DefaultTable, raw: testutil.RawDB(tb, path)}
 }
 
 var tableSeq atomic.Int64

@@ -17,6 +17,8 @@ type dialect struct {
 	// ph returns the placeholder of the n-th (1-based) argument.
 	ph func(n int) string
 
+	// serialKey is the type of an auto-numbered primary key column.
+	serialKey string
 	// The schema: the id column's type, what every filter index appends
 	// to its column (", id" where id is not the rowid already), and the
 	// time column's type, which must compare byte-wise.

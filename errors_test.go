@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -16,15 +17,13 @@ import (
 func TestErrorsCarryThePrefixOnce(t *testing.T) {
 	s, path := newService(t)
 	ctx := context.Background()
-	require.NoError(t, s.Record(ctx, sampleEntry(1)))
-	require.NoError(t, s.Record(ctx, sampleEntry(2)))
-	require.NoError(t, s.Flush(ctx))
+	recordAll(t, s, sampleEntry(1), sampleEntry(2))
 
 	_, getErr := s.Get(ctx, 99)
 	_, listErr := s.List(ctx, Filter{Limit: -1})
 	_, countErr := s.Count(ctx, Filter{Actor: "\x00"})
 	recErr := s.Record(ctx, Entry{EventType: "x"})
-	rawDB(t, path).Exec(`UPDATE audit_entries SET actor = 'mallory' WHERE id = 2`)
+	testutil.RawDB(t, path).Exec(`UPDATE audit_entries SET actor = 'mallory' WHERE id = 2`)
 	_, verifyErr := s.Verify(ctx)
 
 	for _, c := range []struct {
@@ -80,8 +79,7 @@ func TestNilContextIsAnError(t *testing.T) {
 	}
 	// Still working: record, flush, read back, shut down.
 	ctx := context.Background()
-	require.NoError(t, s.Record(ctx, sampleEntry(1)))
-	require.NoError(t, s.Flush(ctx))
+	recordAll(t, s, sampleEntry(1))
 	n, err := s.Count(ctx, Filter{})
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), n)

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -50,7 +51,7 @@ func FuzzRecordRoundTrip(f *testing.F) {
 	f.Add("e", "a", "", "", "", int64(1), int64(0), int16(0), []byte(`{"d":`+strings.Repeat("[", 1000)+strings.Repeat("]", 1000)+`}`)) // 1001: refused
 
 	ctx := context.Background()
-	s := newServiceAt(f, WithSQLite(":memory:"), WithAsync(false), WithClock(func() time.Time { return fzClock }), WithLogger(discardLogger()))
+	s := newServiceAt(f, WithSQLite(":memory:"), WithAsync(false), WithClock(func() time.Time { return fzClock }), WithLogger(testutil.Discard()))
 	var lastID int64
 	var lastHash string
 
@@ -102,7 +103,7 @@ func FuzzRecordRoundTrip(f *testing.F) {
 		assert.Equal(t, in.RequestID, got.RequestID)
 		assert.True(t, got.Time.Equal(wantTime), "time %s, want %s", got.Time.Format(time.RFC3339Nano), wantTime.Format(time.RFC3339Nano))
 		assert.Equal(t, time.UTC, got.Time.Location())
-		assert.Equal(t, fzJSONRoundTrip(t, in.Details), got.Details)
+		assert.Equal(t, jsonRoundTrip(t, in.Details), got.Details)
 		assert.Regexp(t, hexHash, got.Hash)
 
 		again, err := s.Get(ctx, got.ID)
@@ -193,20 +194,6 @@ func fzNamedField(err error) string {
 		rest = rest[:j]
 	}
 	return rest
-}
-
-// fzJSONRoundTrip is what Details read back as: nil when empty, else the
-// value after a JSON round trip.
-func fzJSONRoundTrip(tb testing.TB, d map[string]any) map[string]any {
-	tb.Helper()
-	if len(d) == 0 {
-		return nil
-	}
-	b, err := json.Marshal(d)
-	require.NoError(tb, err)
-	var out map[string]any
-	require.NoError(tb, json.Unmarshal(b, &out))
-	return out
 }
 
 // fzFilterBase is the start of FuzzFilter's dataset; fuzzed times count
@@ -313,7 +300,7 @@ func FuzzFilter(f *testing.F) {
 	f.Add("", "", "", "", "", int64(-9223372036854775808), int64(-1), int64(9223372036854775807), int64(9223372036854775807), int16(-32768), int64(-9223372036854775808), int64(9223372036854775807), 1, true)
 
 	ctx := context.Background()
-	s := newServiceAt(f, WithSQLite(":memory:"), WithLogger(discardLogger()))
+	s := newServiceAt(f, WithSQLite(":memory:"), WithLogger(testutil.Discard()))
 	all := fzDataset(f, s)
 
 	f.Fuzz(func(t *testing.T, actor, eventType, resource, outcome, requestID string, sinceSec, sinceNsec, untilSec, untilNsec int64, zoneMin int16, afterID, beforeID int64, limit int, desc bool) {

@@ -13,52 +13,57 @@ import (
 // and advances the head, so that the chain cannot fork however many
 // services write the table.
 func (s *AuditService) insertBatch(ctx context.Context, sess *session, recs []*record) error {
+	return s.st.writeTx(ctx, sess, func(tx execer) error {
+		return s.appendChain(ctx, sess, tx, recs)
+	})
+}
+
+// appendChain is insertBatch's work inside the write transaction tx.
+func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer, recs []*record) error {
 	text := insertTextOf(&sess.q)
 	rowsPer := sess.d.insertRows
-	return s.st.writeTx(ctx, sess, func(tx execer) error {
-		var lastID int64
-		var lastHash string
-		if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&lastID, &lastHash); err != nil {
-			return fmt.Errorf("read chain head: %w", err)
+	var lastID int64
+	var lastHash string
+	if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&lastID, &lastHash); err != nil {
+		return fmt.Errorf("read chain head: %w", err)
+	}
+	var full *sql.Stmt
+	if p, ok := tx.(preparer); ok && sess.d.prepareInsert && len(recs) >= 2*rowsPer {
+		stmt, err := p.PrepareContext(ctx, text.rows(rowsPer))
+		if err != nil {
+			return fmt.Errorf("prepare insert: %w", err)
 		}
-		var full *sql.Stmt
-		if p, ok := tx.(preparer); ok && sess.d.prepareInsert && len(recs) >= 2*rowsPer {
-			stmt, err := p.PrepareContext(ctx, text.rows(rowsPer))
-			if err != nil {
-				return fmt.Errorf("prepare insert: %w", err)
+		defer stmt.Close()
+		full = stmt
+	}
+	args := make([]any, 0, min(len(recs), rowsPer)*10)
+	for start := 0; start < len(recs); start += rowsPer {
+		chunk := recs[start:min(start+rowsPer, len(recs))]
+		args = args[:0]
+		for _, r := range chunk {
+			lastID++
+			hash := s.chain.hash(lastHash, r)
+			var details any
+			if r.details != nil {
+				details = string(r.details)
 			}
-			defer stmt.Close()
-			full = stmt
+			args = append(args, lastID, r.time, r.eventType, r.actor, r.resource, r.outcome, r.requestID, details, lastHash, hash)
+			lastHash = hash
 		}
-		args := make([]any, 0, min(len(recs), rowsPer)*10)
-		for start := 0; start < len(recs); start += rowsPer {
-			chunk := recs[start:min(start+rowsPer, len(recs))]
-			args = args[:0]
-			for _, r := range chunk {
-				lastID++
-				hash := s.chain.hash(lastHash, r)
-				var details any
-				if r.details != nil {
-					details = string(r.details)
-				}
-				args = append(args, lastID, r.time, r.eventType, r.actor, r.resource, r.outcome, r.requestID, details, lastHash, hash)
-				lastHash = hash
-			}
-			var err error
-			if full != nil && len(chunk) == rowsPer {
-				_, err = full.ExecContext(ctx, args...)
-			} else {
-				_, err = tx.ExecContext(ctx, text.rows(len(chunk)), args...)
-			}
-			if err != nil {
-				return fmt.Errorf("insert %d entries: %w", len(chunk), err)
-			}
+		var err error
+		if full != nil && len(chunk) == rowsPer {
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, text.rows(len(chunk)), args...)
 		}
-		if _, err := tx.ExecContext(ctx, sess.q.setHead, lastID, lastHash, sess.q.key); err != nil {
-			return fmt.Errorf("advance chain head: %w", err)
+		if err != nil {
+			return fmt.Errorf("insert %d entries: %w", len(chunk), err)
 		}
-		return nil
-	})
+	}
+	if _, err := tx.ExecContext(ctx, sess.q.setHead, lastID, lastHash, sess.q.key); err != nil {
+		return fmt.Errorf("advance chain head: %w", err)
+	}
+	return nil
 }
 
 // preparer is the PrepareContext of *sql.Conn and *sql.Tx.

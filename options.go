@@ -111,6 +111,15 @@ func (c *config) fail(option, format string, args ...any) {
 	c.errs = append(c.errs, fmt.Errorf("audit: %s: %s", option, fmt.Sprintf(format, args...)))
 }
 
+// atLeastOne sets *dst to n, or fails option if n is below 1.
+func (c *config) atLeastOne(option, what string, n int, dst *int) {
+	if n < 1 {
+		c.fail(option, "%s %d is below 1", what, n)
+		return
+	}
+	*dst = n
+}
+
 // validate checks what no single option can: the choice of database.
 func (c *config) validate() error {
 	if len(c.sources) > 1 {
@@ -203,25 +212,13 @@ func WithAsync(async bool) Option {
 // WithQueueSize sets how many entries may wait for the writer. Defaults to
 // 4096.
 func WithQueueSize(n int) Option {
-	return func(c *config) {
-		if n < 1 {
-			c.fail("WithQueueSize", "queue size %d is below 1", n)
-			return
-		}
-		c.queueSize = n
-	}
+	return func(c *config) { c.atLeastOne("WithQueueSize", "queue size", n, &c.queueSize) }
 }
 
 // WithBatchSize sets the most entries the writer commits in one
 // transaction. Defaults to 512.
 func WithBatchSize(n int) Option {
-	return func(c *config) {
-		if n < 1 {
-			c.fail("WithBatchSize", "batch size %d is below 1", n)
-			return
-		}
-		c.batchSize = n
-	}
+	return func(c *config) { c.atLeastOne("WithBatchSize", "batch size", n, &c.batchSize) }
 }
 
 // WithOverflow sets what async Record does with a full queue. Defaults to

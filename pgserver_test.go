@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gorm.io/driver/postgres"
@@ -111,17 +112,14 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	srv := startPostgres(t)
 	ctx := context.Background()
-	s := newServiceAt(t, WithDialector(postgres.Open(srv.dsn())), WithLogger(discardLogger()), WithQueueSize(100000))
-	for i := 0; i < 500; i++ {
-		require.NoError(t, s.Record(ctx, sampleEntry(i)))
-	}
-	require.NoError(t, s.Flush(ctx))
+	s := newServiceAt(t, WithDialector(postgres.Open(srv.dsn())), WithLogger(testutil.Discard()), WithQueueSize(100000))
+	recordN(t, s, 0, 500)
 
 	srv.stop(t)
 	for i := 500; i < 1500; i++ {
 		require.NoError(t, s.Record(ctx, sampleEntry(i)), "Record does not wait for the database")
 	}
-	waitFor(t, 10*time.Second, func() bool { return s.Stats().Failures >= 2 }, "failed writes while the server is down")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return s.Stats().Failures >= 2 }, "failed writes while the server is down")
 
 	qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	began := time.Now()

@@ -15,6 +15,7 @@ var postgresDialect = dialect{
 	ph:   func(n int) string { return "$" + strconv.Itoa(n) },
 	// Indexes name id, and time compares byte-wise (the "C" collation),
 	// as the fixed-width text needs.
+	serialKey:   "BIGSERIAL PRIMARY KEY",
 	idType:      "BIGINT",
 	indexSuffix: ", id",
 	timeType:    `TEXT COLLATE "C"`,

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -25,8 +26,7 @@ func keyedHash(key []byte, canonicalJSON string) string {
 func recordAndGet(tb testing.TB, s *AuditService, e Entry) Entry {
 	tb.Helper()
 	ctx := context.Background()
-	require.NoError(tb, s.Record(ctx, e))
-	require.NoError(tb, s.Flush(ctx))
+	recordAll(tb, s, e)
 	got, err := s.List(ctx, Filter{Desc: true, Limit: 1})
 	require.NoError(tb, err)
 	require.Len(tb, got, 1)
@@ -185,11 +185,11 @@ func TestRedactKeys(t *testing.T) {
 		assert.Equal(t, int64(5), rep.Entries)
 
 		var n int
-		require.NoError(t, rawDB(t, path).QueryRow(
+		require.NoError(t, testutil.RawDB(t, path).QueryRow(
 			`SELECT COUNT(*) FROM audit_entries WHERE details LIKE '%TOPSECRET%'`).Scan(&n))
 		assert.Zero(t, n, "no stored row holds the secret")
 		var stored string
-		require.NoError(t, rawDB(t, path).QueryRow(`SELECT details FROM audit_entries WHERE id = 1`).Scan(&stored))
+		require.NoError(t, testutil.RawDB(t, path).QueryRow(`SELECT details FROM audit_entries WHERE id = 1`).Scan(&stored))
 		assert.Contains(t, stored, keyedHash(key, `"TOPSECRET-"`))
 	})
 
@@ -205,7 +205,7 @@ func TestRedactKeys(t *testing.T) {
 			"empty key": WithRedactKeys([]byte{}, "password"),
 			"no keys":   WithRedactKeys(key),
 		} {
-			_, err := New(WithSQLite(tempDB(t)), opt)
+			_, err := New(WithSQLite(testutil.TempDB(t)), opt)
 			require.Error(t, err, name)
 			assert.Contains(t, err.Error(), "WithRedactKeys", name)
 		}

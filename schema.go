@@ -35,6 +35,13 @@ type queries struct {
 	chainState string   // arg: table name
 	resetHead  string   // args: last_id, last_hash, pruned_id, pruned_hash, table name
 	verifyScan string   // args: after id, limit
+	outbox     string   // the outbox table's name (quoted): see outbox.go
+	outboxAdd  string   // RecordTx's INSERT, with ? placeholders (GORM binds them); args: the fields, table name, log id
+	outboxScan string   // args: limit
+	outboxPeek string   // one seq, if the outbox has a row
+	outboxDel  string   // DELETE ... WHERE seq IN (: followed by placeholders and ")"
+	logID      string   // arg: table name; the log's id
+	initLog    string   // args: table name, a new log id
 	objects    []string // the tables and indexes the schema creates
 	objCount   string   // args: objects; counts those that exist
 	headCount  string   // arg: table name; counts its chain head row
@@ -64,7 +71,22 @@ func newQueries(d *dialect, table string) queries {
 	pruned_id BIGINT NOT NULL,
 	pruned_hash TEXT NOT NULL)`,
 	}
-	q.objects = []string{table, chainTable}
+	outbox := ident(table, OutboxSuffix)
+	q.outbox = quote(outbox)
+	q.schema = append(q.schema,
+		`CREATE TABLE IF NOT EXISTS `+logsTable+` (
+	table_name TEXT PRIMARY KEY,
+	log_id TEXT NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS `+q.outbox+` (
+	seq `+d.serialKey+`,
+	time `+d.timeType+` NOT NULL,
+	event_type TEXT NOT NULL,
+	actor TEXT NOT NULL,
+	resource TEXT NOT NULL,
+	outcome TEXT NOT NULL,
+	request_id TEXT NOT NULL,
+	details TEXT)`)
+	q.objects = []string{table, chainTable, logsTable, outbox}
 	for _, col := range filterColumns {
 		index := ident(table, "_"+col+"_idx")
 		q.objects = append(q.objects, index)
@@ -86,6 +108,15 @@ func newQueries(d *dialect, table string) queries {
 		COALESCE((SELECT prev_hash FROM ` + t + ` ORDER BY id LIMIT 1), '')
 	WHERE true
 	ON CONFLICT (table_name) DO NOTHING`
+	q.initLog = `INSERT INTO ` + logsTable + ` (table_name, log_id) VALUES (` + d.ph(1) + `, ` + d.ph(2) + `) ON CONFLICT (table_name) DO NOTHING`
+	q.logID = `SELECT log_id FROM ` + logsTable + ` WHERE table_name = ` + d.ph(1)
+	// The SELECT inserts nothing unless the transaction is on the log's
+	// database: RecordTx tells the caller so (outbox.go).
+	q.outboxAdd = `INSERT INTO ` + q.outbox + ` (time, event_type, actor, resource, outcome, request_id, details)
+	SELECT ?, ?, ?, ?, ?, ?, ? FROM ` + logsTable + ` WHERE table_name = ? AND log_id = ?`
+	q.outboxScan = `SELECT seq, time, event_type, actor, resource, outcome, request_id, details FROM ` + q.outbox + ` ORDER BY seq LIMIT ` + d.ph(1)
+	q.outboxPeek = `SELECT seq FROM ` + q.outbox + ` LIMIT 1`
+	q.outboxDel = `DELETE FROM ` + q.outbox + ` WHERE seq IN (`
 	q.head = `SELECT last_id, last_hash FROM ` + chainTable + ` WHERE table_name = ` + d.ph(1) + d.lockHead
 	q.setHead = `UPDATE ` + chainTable + ` SET last_id = ` + d.ph(1) + `, last_hash = ` + d.ph(2) + ` WHERE table_name = ` + d.ph(3)
 	q.get = `SELECT ` + columns + ` FROM ` + t + ` WHERE id = ` + d.ph(1)
@@ -127,6 +158,9 @@ func (st *store) migrate(ctx context.Context, sess *session) error {
 		if _, err := tx.ExecContext(ctx, sess.q.initHead, sess.q.key); err != nil {
 			return fmt.Errorf("init chain head: %w", err)
 		}
+		if _, err := tx.ExecContext(ctx, sess.q.initLog, sess.q.key, newLogID()); err != nil {
+			return fmt.Errorf("init log id: %w", err)
+		}
 		return nil
 	})
 }
@@ -140,11 +174,14 @@ func schemaReady(ctx context.Context, sess *session) bool {
 		args[i] = o
 	}
 	var objects, heads int
+	var logID string
 	if err := sess.sqlDB.QueryRowContext(ctx, sess.q.objCount, args...).Scan(&objects); err != nil || objects != len(args) {
 		return false
 	}
-	err := sess.sqlDB.QueryRowContext(ctx, sess.q.headCount, sess.q.key).Scan(&heads)
-	return err == nil && heads == 1
+	if err := sess.sqlDB.QueryRowContext(ctx, sess.q.headCount, sess.q.key).Scan(&heads); err != nil || heads != 1 {
+		return false
+	}
+	return sess.sqlDB.QueryRowContext(ctx, sess.q.logID, sess.q.key).Scan(&logID) == nil
 }
 
 func firstWords(stmt string) string {

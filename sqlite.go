@@ -18,8 +18,9 @@ import (
 // sqliteDialect is SQLite, the embedded default (mattn/go-sqlite3 through
 // gorm.io/driver/sqlite).
 var sqliteDialect = dialect{
-	name: "sqlite",
-	ph:   func(int) string { return "?" },
+	name:      "sqlite",
+	ph:        func(int) string { return "?" },
+	serialKey: "INTEGER PRIMARY KEY AUTOINCREMENT",
 	// id is the rowid, which every index ends with already.
 	idType:   "INTEGER",
 	timeType: "TEXT",

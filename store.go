@@ -20,6 +20,9 @@ type store struct {
 	cfg      *config
 	log      *slog.Logger
 	failures *atomic.Uint64 // the service's Stats.Failures
+	// leftovers is called when a session opens on a log whose outbox
+	// holds rows (a crash left them, or another service's RecordTx).
+	leftovers func()
 
 	// sess is the open session: the fast path of session, one atomic load.
 	sess atomic.Pointer[session]
@@ -42,6 +45,7 @@ type session struct {
 	keep  *sql.Conn // holds a shared in-memory database alive; nil otherwise
 	file  string    // the SQLite file that WithSQLite opened, watched (watch.go); "" otherwise
 	ident os.FileInfo
+	logID string // the log's id (outbox.go)
 
 	mu      sync.Mutex // protects users and retired
 	users   int        // calls using the session now (store.use)
@@ -157,6 +161,13 @@ func (st *store) open(ctx context.Context) (*session, error) {
 	}
 	if err := st.migrate(ctx, sess); err != nil {
 		return nil, abandonOpen(sess, fmt.Errorf("create schema: %w", err))
+	}
+	if err := sess.sqlDB.QueryRowContext(ctx, sess.q.logID, sess.q.key).Scan(&sess.logID); err != nil {
+		return nil, abandonOpen(sess, fmt.Errorf("read the log id: %w", err))
+	}
+	var seq int64
+	if err := sess.sqlDB.QueryRowContext(ctx, sess.q.outboxPeek).Scan(&seq); err == nil {
+		defer st.leftovers()
 	}
 	if st.carry != nil {
 		// The file was deleted or replaced: continue the chain here.

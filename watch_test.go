@@ -8,22 +8,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // watchedService records n entries into a new file and returns the service,
 // the file's path, the head it had then, and the service's log.
-func watchedService(t *testing.T, n int) (*AuditService, string, VerifyReport, *logBuffer) {
+func watchedService(t *testing.T, n int) (*AuditService, string, VerifyReport, *testutil.LogBuffer) {
 	t.Helper()
 	ctx := context.Background()
-	path := tempDB(t)
-	logs := &logBuffer{}
-	s := newServiceAt(t, WithSQLite(path), WithLogger(logs.jsonLogger()))
-	for i := 0; i < n; i++ {
-		require.NoError(t, s.Record(ctx, sampleEntry(i)))
-	}
-	require.NoError(t, s.Flush(ctx))
+	path := testutil.TempDB(t)
+	logs := &testutil.LogBuffer{}
+	s := newServiceAt(t, WithSQLite(path), WithLogger(logs.JSONLogger()))
+	recordN(t, s, 0, n)
 	rep, err := s.Verify(ctx)
 	require.NoError(t, err)
 	return s, path, rep, logs
@@ -50,20 +48,12 @@ func requireContinued(t *testing.T, path string, old VerifyReport, n int) {
 	}
 }
 
-func recordFrom(t *testing.T, s *AuditService, from, n int) {
-	t.Helper()
-	for i := from; i < from+n; i++ {
-		require.NoError(t, s.Record(context.Background(), sampleEntry(i)))
-	}
-}
-
 func TestDeletedFileIsDetectedBeforeTheNextBatch(t *testing.T) {
 	ctx := context.Background()
 	s, path, old, logs := watchedService(t, 10)
 	require.NoError(t, os.Remove(path)) // the -wal and -shm stay, as an operator's rm audit.db leaves them
 
-	recordFrom(t, s, 100, 20)
-	require.NoError(t, s.Flush(ctx))
+	recordN(t, s, 100, 20)
 	assert.Equal(t, uint64(1), s.Stats().Failures, "the replacement is counted")
 	assert.Contains(t, logs.String(), "deleted or replaced")
 	n, err := s.Count(ctx, Filter{})
@@ -73,26 +63,22 @@ func TestDeletedFileIsDetectedBeforeTheNextBatch(t *testing.T) {
 }
 
 func TestDeletedFileIsDetectedWhileIdle(t *testing.T) {
-	ctx := context.Background()
 	s, path, old, logs := watchedService(t, 10)
 	require.NoError(t, os.Remove(path))
-	waitFor(t, 3*fileCheckEvery, func() bool { return s.Stats().Failures == 1 }, "detection by the idle writer")
+	testutil.WaitFor(t, 3*fileCheckEvery, func() bool { return s.Stats().Failures == 1 }, "detection by the idle writer")
 	assert.Contains(t, logs.String(), `"head_id":10`)
 
-	recordFrom(t, s, 100, 5)
-	require.NoError(t, s.Flush(ctx))
+	recordN(t, s, 100, 5)
 	requireContinued(t, path, old, 5)
 }
 
 func TestReplacedByAnEmptyFile(t *testing.T) {
-	ctx := context.Background()
 	s, path, old, _ := watchedService(t, 10)
 	empty := filepath.Join(t.TempDir(), "empty.db")
 	require.NoError(t, os.WriteFile(empty, nil, 0o644))
 	require.NoError(t, os.Rename(empty, path))
 
-	recordFrom(t, s, 100, 7)
-	require.NoError(t, s.Flush(ctx))
+	recordN(t, s, 100, 7)
 	requireContinued(t, path, old, 7)
 }
 
@@ -104,12 +90,12 @@ func TestReplacedByAnotherLogIsRefused(t *testing.T) {
 	foreign := filepath.Join(t.TempDir(), "foreign.db")
 	f, err := New(WithSQLite(foreign))
 	require.NoError(t, err)
-	recordFrom(t, f, 0, 3)
+	queueN(t, f, 0, 3)
 	require.NoError(t, f.Close())
 	require.NoError(t, os.Rename(foreign, path))
 
-	recordFrom(t, s, 100, 4)
-	waitFor(t, 10*time.Second, func() bool { return s.Stats().Failures >= 3 }, "refused writes")
+	queueN(t, s, 100, 4)
+	testutil.WaitFor(t, 10*time.Second, func() bool { return s.Stats().Failures >= 3 }, "refused writes")
 	assert.Contains(t, logs.String(), "holds another log")
 	assert.Equal(t, 4, s.Stats().Queued, "the entries wait; none went to either file")
 

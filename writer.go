@@ -40,6 +40,26 @@ const (
 	fileCheckEvery = 2 * time.Second
 )
 
+// outboxTurn is the state of the writer's moving of RecordTx entries
+// (outbox.go) into the chain.
+type outboxTurn struct {
+	due    bool      // look at the outbox at the end of this turn
+	follow time.Time // after a RecordTx, look every outboxPoll until then
+	fast   *time.Ticker
+}
+
+// fastC is the fast poll's channel while following a RecordTx, else nil.
+func (o *outboxTurn) fastC() <-chan time.Time {
+	if o.follow.IsZero() {
+		return nil
+	}
+	if time.Now().After(o.follow) {
+		o.follow = time.Time{}
+		return nil
+	}
+	return o.fast.C
+}
+
 // retention is the state of the writer's background pruning.
 type retention struct {
 	cutoff string    // the run in progress prunes entries before it; "" when none is
@@ -58,10 +78,15 @@ func (s *AuditService) runWriter() {
 	batch := make([]item, 0, s.cfg.batchSize)
 	recs := make([]*record, 0, s.cfg.batchSize)
 	var ret retention
+	ob := outboxTurn{fast: time.NewTicker(outboxPoll)}
+	defer ob.fast.Stop()
 	for {
 		var ok bool
-		batch, ok = s.nextBatch(batch[:0], tick.C, &ret)
+		batch, ok = s.nextBatch(batch[:0], tick.C, &ret, &ob)
 		if !ok {
+			if s.abort.Err() == nil && s.usedOutbox.Load() {
+				s.drainOutbox() // the last committed RecordTx entries
+			}
 			// Shutdown: after a full drain there is nothing left, and
 			// abandon only returns; after an abort it logs what is left.
 			s.abandon(batch)
@@ -76,6 +101,12 @@ func (s *AuditService) runWriter() {
 		if len(recs) > 0 && !s.commitWithRetry(recs) {
 			s.abandon(batch)
 			return
+		}
+		if ob.due || (len(recs) < len(batch) && s.usedOutbox.Load()) {
+			// A Flush barrier covers the RecordTx entries committed
+			// before it: move them before answering it.
+			ob.due = false
+			s.drainOutbox()
 		}
 		for i, it := range batch {
 			if it.done != nil {
@@ -95,7 +126,7 @@ func (s *AuditService) runWriter() {
 // next chunk. It reports false when the writer should end: after Shutdown
 // began, once no sender can add more and the queue is empty, or on abort;
 // whatever it returns then has not been written.
-func (s *AuditService) nextBatch(b []item, tick <-chan time.Time, ret *retention) ([]item, bool) {
+func (s *AuditService) nextBatch(b []item, tick <-chan time.Time, ret *retention, ob *outboxTurn) ([]item, bool) {
 	var first item
 	if ret.cutoff != "" && !s.in.isClosed() {
 		select {
@@ -111,9 +142,16 @@ func (s *AuditService) nextBatch(b []item, tick <-chan time.Time, ret *retention
 			case first = <-s.in.queue:
 				break wait
 			case <-tick:
-				if s.tick(ret) {
+				ob.due = s.st.sess.Load() != nil // other services' and a crash's rows too
+				if s.tick(ret) || ob.due {
 					return b, true
 				}
+			case <-s.poke:
+				ob.due, ob.follow = true, time.Now().Add(outboxFollow)
+				return b, true
+			case <-ob.fastC():
+				ob.due = true
+				return b, true
 			case <-s.in.closing:
 				select {
 				case first = <-s.in.queue:
@@ -206,6 +244,7 @@ func (s *AuditService) commitWithRetry(recs []*record) bool {
 			s.stats.written.Add(uint64(len(recs)))
 			s.stats.batches.Add(1)
 			s.stats.queued.Add(-int64(len(recs)))
+			s.wakeTailers() // waiting tailers read at once (tail.go)
 			return true
 		}
 		if s.abort.Err() != nil {

@@ -29,7 +29,7 @@ func TestFailClosed(t *testing.T) {
 		assert.Regexp(t, hexID, w.Header().Get("X-Request-ID"))
 		assert.Zero(t, calls.Load(), "the handler must not run")
 		assert.Equal(t, uint64(1), a.Dropped())
-		assert.Contains(t, logs.String(), audit.ErrClosed.Error())
+		assert.Contains(t, logs.String(), "audit: record: service closed")
 	})
 
 	t.Run("a full queue refuses requests, and only those", func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 
@@ -52,8 +53,10 @@ The log is a SQLite file (--db), which must exist, or a PostgreSQL database
 (24h, 90m, 7d), an RFC 3339 time (2024-05-01T12:00:00Z) or a date
 (2024-05-01, midnight UTC).
 
-Exit status: 0 on success; 1 when verify fails, prune is not confirmed or a
-command fails; 2 on a usage error or when the database cannot be opened.`,
+Exit status: 0 on success; 1 when verify fails, prune is not confirmed, list
+or export skipped entries they could not read, or a command fails; 2 on a
+usage error or when the database cannot be opened; 130 when interrupted
+(Ctrl-C).`,
 		Args:          cobra.NoArgs,
 		SilenceErrors: true, // run prints them, once
 		SilenceUsage:  true, // a database error is not a usage error
@@ -112,8 +115,9 @@ func (a *app) open(ctx context.Context, cmd *cobra.Command) (*audit.AuditService
 			return nil, openError(fmt.Errorf("database %s does not exist", a.db))
 		case err != nil:
 			return nil, openError(fmt.Errorf("database: %w", err))
-		case fi.IsDir():
-			return nil, openError(fmt.Errorf("database %s is a directory", a.db))
+		case !fi.Mode().IsRegular():
+			// Opening a named pipe would wait for a writer, for ever.
+			return nil, openError(fmt.Errorf("database %s is %s, not a SQLite file", a.db, fileKind(fi.Mode())))
 		}
 		if err := checkSQLiteTable(ctx, a.db, a.table); err != nil {
 			return nil, openError(err)
@@ -151,11 +155,30 @@ func (a *app) open(ctx context.Context, cmd *cobra.Command) (*audit.AuditService
 	// The library opens the database lazily; a cheap query now makes a
 	// database that cannot be opened an opening error (status 2) rather
 	// than a failure of the command.
-	if _, err := svc.List(ctx, audit.Filter{Limit: 1}); err != nil {
+	// It selects no row (IDs are below MaxInt64), so that an unreadable
+	// entry is list's and export's to report, not a failure to open.
+	if _, err := svc.Count(ctx, audit.Filter{AfterID: math.MaxInt64}); err != nil {
 		_ = svc.Close()
 		return nil, openError(fmt.Errorf("open the log: %w", err))
 	}
 	return svc, nil
+}
+
+// fileKind names the type of a file that is not a regular file.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return "a special file"
 }
 
 func (a *app) logger() *slog.Logger {

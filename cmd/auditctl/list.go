@@ -3,15 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/cleveragents/audit"
 	"github.com/spf13/cobra"
 )
-
-// pageSize is how many entries list and export read per query: memory
-// stays constant however many entries they stream.
-const pageSize = 1000
 
 // defaultListLimit is list's --limit default.
 const defaultListLimit = 100
@@ -33,7 +30,14 @@ entry with every field (id, time, event_type, actor, resource, outcome,
 request_id, details, prev_hash, hash).
 
 Filters combine with AND. --since and --until take a duration back from now
-(24h, 90m, 7d), an RFC 3339 time or a date.`,
+(24h, 90m, 7d), an RFC 3339 time or a date.
+
+The table prints a field that holds a control character (ESC, BEL, CR, tab,
+...), another non-printable character or invalid UTF-8 Go-quoted
+("evil\x1b[2J"), so that it cannot act on the terminal, and an empty field
+as -. An entry that cannot be read (its stored time or details are not what
+the library writes) is named by ID on stderr and skipped; list prints the
+others and exits 1.`,
 		Example: `  auditctl --db app.db list --actor alice --since 24h
   auditctl --db app.db list --outcome denied --desc --limit 20
   auditctl --db app.db list --request-id 7f3c --json | jq .details`,
@@ -48,30 +52,7 @@ Filters combine with AND. --since and --until take a duration back from now
 			}
 			f.Desc = desc
 			return a.withService(cmd, func(ctx context.Context, svc *audit.AuditService) error {
-				out := cmd.OutOrStdout()
-				if asJSON {
-					enc := newJSONEncoder(out)
-					_, err := forEachPage(ctx, svc, f, limit, func(page []audit.Entry) error {
-						for i := range page {
-							if err := enc.Encode(toJSON(&page[i])); err != nil {
-								return err
-							}
-						}
-						return nil
-					})
-					return err
-				}
-				tw := newTableWriter(out)
-				n, err := forEachPage(ctx, svc, f, limit, func(page []audit.Entry) error {
-					for i := range page {
-						tw.write(&page[i])
-					}
-					return tw.flush()
-				})
-				if err == nil && n == 0 {
-					fmt.Fprintln(cmd.ErrOrStderr(), "no entries match")
-				}
-				return err
+				return list(ctx, svc, cmd.OutOrStdout(), cmd.ErrOrStderr(), f, limit, asJSON)
 			})
 		}),
 	}
@@ -111,37 +92,45 @@ time or a date.`,
 	return cmd
 }
 
-// forEachPage reads the entries that f selects, in pages of at most
-// pageSize, in f.Desc's order, and hands each page to fn; it stops after
-// limit entries (0: none). It pages by ID (keyset pagination), so each
-// query is an index range however deep into the log it reads, and returns
-// how many entries it read.
-func forEachPage(ctx context.Context, svc *audit.AuditService, f audit.Filter, limit int, fn func([]audit.Entry) error) (int64, error) {
+// list prints the entries that f selects, at most limit of them (0: all),
+// as a table or as JSON lines. An entry that cannot be read is named on
+// errOut and skipped; the error at the end says how many were.
+func list(ctx context.Context, svc *audit.AuditService, out, errOut io.Writer, f audit.Filter, limit int, asJSON bool) error {
+	bad := &badEntries{w: errOut}
+	p := pager{svc: svc, skipped: bad.skip}
 	var n int64
-	for {
-		f.Limit = pageSize
-		if limit > 0 {
-			f.Limit = min(pageSize, limit-int(n))
-		}
-		page, err := svc.List(ctx, f)
-		if err != nil {
-			return n, err
-		}
-		if len(page) == 0 {
-			return n, nil
-		}
-		if err := fn(page); err != nil {
-			return n, err
-		}
-		n += int64(len(page))
-		if len(page) < f.Limit || (limit > 0 && n >= int64(limit)) {
-			return n, nil
-		}
-		last := page[len(page)-1].ID
-		if f.Desc {
-			f.BeforeID = last
-		} else {
-			f.AfterID = last
+	var err error
+	if asJSON {
+		enc := newJSONEncoder(out)
+		n, err = p.forEachPage(ctx, f, limit, func(page []audit.Entry) error {
+			for i := range page {
+				je, err := toJSON(&page[i])
+				if err != nil {
+					return err
+				}
+				if err := enc.Encode(je); err != nil {
+					return fmt.Errorf("write: %w", err)
+				}
+			}
+			return nil
+		})
+	} else {
+		tw := newTableWriter(out)
+		n, err = p.forEachPage(ctx, f, limit, func(page []audit.Entry) error {
+			for i := range page {
+				tw.write(&page[i])
+			}
+			return tw.flushSome()
+		})
+		if ferr := tw.flush(); err == nil && ferr != nil {
+			err = fmt.Errorf("write: %w", ferr)
 		}
 	}
+	if err != nil {
+		return err
+	}
+	if n == 0 && bad.n == 0 {
+		fmt.Fprintln(errOut, "no entries match")
+	}
+	return bad.err()
 }

@@ -29,9 +29,14 @@
 // exact bytes.
 //
 // Exit status: 0 on success; 1 when verify finds the chain broken or the
-// --head anchor missing, when prune is not confirmed, or when a command
-// fails after the database was opened; 2 on a usage error or when the
-// database cannot be opened (and when verify cannot read the chain).
+// --head anchor missing, when prune is not confirmed, when list or export
+// met entries they could not read (each is named on stderr, the others are
+// printed), or when a command fails after the database was opened; 2 on a
+// usage error or when the database cannot be opened (and when verify cannot
+// read the chain); 130 when Ctrl-C (SIGINT) or SIGTERM stopped it.
+//
+// Errors are printed as "auditctl: " and the failed operation, such as
+// "auditctl: verify: chain verification failed at ID 100: ...".
 //
 // Every command has --help.
 package main
@@ -43,29 +48,55 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 )
 
 // Exit statuses.
 const (
-	exitOK      = 0 // success
-	exitFailure = 1 // verification failed, prune declined, or a command failed
-	exitUsage   = 2 // usage error, or the database could not be opened or read by verify
+	exitOK          = 0   // success
+	exitFailure     = 1   // verification failed, prune declined, unreadable entries, or a command failed
+	exitUsage       = 2   // usage error, or the database could not be opened or read by verify
+	exitInterrupted = 130 // stopped by SIGINT or SIGTERM: 128 + SIGINT, as shells report Ctrl-C
 )
 
+// stuckGrace is how long auditctl gives a command, once interrupted, to
+// notice and return before it exits anyway. Every command checks its
+// context between queries and pages, but a write to a pipe that nobody
+// reads blocks in the kernel, where no context reaches.
+const stuckGrace = 2 * time.Second
+
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		stop() // a second Ctrl-C kills at once
+		select {
+		case <-done:
+		case <-time.After(stuckGrace):
+			fmt.Fprintln(os.Stderr, "auditctl: interrupted")
+			os.Exit(exitInterrupted)
+		}
+	}()
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	close(done)
+	stop()
+	os.Exit(code)
 }
 
 // run executes auditctl with args (without the program name) and returns
 // its exit status. Everything it prints goes to stdout and stderr; it reads
-// confirmations from stdin.
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
+// confirmations from stdin. When ctx ends, the command stops at its next
+// query or page and run returns exitInterrupted.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := a.rootCmd()
 	root.SetArgs(args)
@@ -76,7 +107,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "auditctl: %v\n", err)
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "auditctl: interrupted")
+		return exitInterrupted
+	}
+	fmt.Fprintf(stderr, "auditctl: %s\n", errorText(err))
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
@@ -88,6 +123,32 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 	return exitUsage
+}
+
+// libPrefix is the prefix of the library's errors. auditctl prints its own
+// prefix instead.
+const libPrefix = "audit: "
+
+// errorText is err's message without the library's prefix: "audit: " is
+// dropped where the message or one of its ": "-separated parts begins with
+// it, so that "audit: verify: audit: chain verification failed" (a library
+// that repeats its prefix) and "audit: verify: chain verification failed"
+// both read "verify: chain verification failed".
+func errorText(err error) string {
+	s := err.Error()
+	var b strings.Builder
+	for {
+		for strings.HasPrefix(s, libPrefix) {
+			s = s[len(libPrefix):]
+		}
+		i := strings.Index(s, ": ")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i+2])
+		s = s[i+2:]
+	}
 }
 
 // exitError is an error with the exit status it ends auditctl with.

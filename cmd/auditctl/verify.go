@@ -109,7 +109,7 @@ func printReport(w io.Writer, rep audit.VerifyReport) {
 func findHash(ctx context.Context, svc *audit.AuditService, hash string, lastID int64) (int64, error) {
 	var found int64
 	errFound := errors.New("found")
-	_, err := forEachPage(ctx, svc, audit.Filter{}, 0, func(page []audit.Entry) error {
+	_, err := pager{svc: svc}.forEachPage(ctx, audit.Filter{}, 0, func(page []audit.Entry) error {
 		for i := range page {
 			e := &page[i]
 			if e.ID > lastID {

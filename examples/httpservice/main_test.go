@@ -180,7 +180,9 @@ func TestWalkthrough(t *testing.T) {
 }
 
 // goBuild builds the package in pkgDir into dir/name and returns the
-// binary's path.
+// binary's path. It builds from inside pkgDir (go -C), so that pkgDir's own
+// module is used: cmd/auditctl is a module of its own, which a build from
+// here finds only through the go.work, not with GOWORK=off.
 func goBuild(t *testing.T, dir, name, pkgDir string) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
@@ -188,7 +190,7 @@ func goBuild(t *testing.T, dir, name, pkgDir string) string {
 		t.Skipf("the go command is not on PATH: %v", err)
 	}
 	bin := filepath.Join(dir, name)
-	res := runCmd(t, goBin, "build", "-o", bin, pkgDir)
+	res := runCmd(t, goBin, "-C", pkgDir, "build", "-o", bin, ".")
 	require.Equal(t, 0, res.code, "go build %s: %s", pkgDir, res)
 	return bin
 }

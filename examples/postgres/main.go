@@ -31,13 +31,12 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	"gorm.io/driver/postgres"
 
 	"github.com/cleveragents/audit"
+	"github.com/cleveragents/audit/examples/internal/walk"
 )
 
 // dsnEnv is the environment variable read when -dsn is not given.
@@ -45,32 +44,11 @@ const dsnEnv = "AUDIT_POSTGRES_DSN"
 
 // The shape of the simulated burst.
 const (
-	maxHistory  = 7 * 24 * time.Hour // the longest span a run simulates
-	retention   = 5 * 24 * time.Hour // Prune removes entries older than this
-	pageSize    = 5                  // entries per page of the paged listing
-	scanPage    = 1000               // entries per page when tallying the replicas
-	maxPause    = 2 * time.Millisecond
-	stepTimeout = 30 * time.Second // bounds every step that waits for the database
-)
-
-// The event types the example records.
-const (
-	evLogin      = "user.login"
-	evLogout     = "user.logout"
-	evPermission = "permission.change"
-	evDocDelete  = "document.delete"
-)
-
-// eventTypes lists them in the order the report prints their counts.
-var eventTypes = []string{evLogin, evLogout, evPermission, evDocDelete}
-
-var (
-	actors = []string{"alice", "bob", "carol", "dave", "erin", "mallory"}
-	// suspect is the actor whose failed logins the example pages through:
-	// someone is guessing mallory's password.
-	suspect = "mallory"
-	roles   = []string{"viewer", "editor", "admin", "billing"}
-	reasons = []string{"bad_password", "bad_password", "bad_password", "unknown_otp", "locked_out"}
+	maxHistory = 7 * 24 * time.Hour // the longest span a run simulates
+	retention  = 5 * 24 * time.Hour // Prune removes entries older than this
+	pageSize   = 5                  // entries per page of the paged listing
+	scanPage   = 1000               // entries per page when tallying the replicas
+	maxPause   = 2 * time.Millisecond
 )
 
 // config is what the command line asks for.
@@ -201,16 +179,9 @@ func run(cfg config, out io.Writer, logger *slog.Logger) (err error) {
 		return err
 	}
 
-	// 4. Queries: one actor's failed logins page by page, and counts.
-	if err := failedLogins(ops, out); err != nil {
-		return err
-	}
-	if err := countByType(ops, out); err != nil {
-		return err
-	}
-
-	// 5. Retention: drop the entries older than the cutoff.
-	if err := prune(ops, out, now.Add(-retention)); err != nil {
+	// 4. Queries: one actor's failed logins page by page, and counts;
+	// 5. retention: drop the entries older than the cutoff.
+	if err := walk.QueryAndPrune(ops, out, pageSize, now, retention, "replica"); err != nil {
 		return err
 	}
 
@@ -239,7 +210,7 @@ func run(cfg config, out io.Writer, logger *slog.Logger) (err error) {
 // their clocks hand out times in one order and their transactions commit
 // in another.
 func existing(svc *audit.AuditService, out io.Writer) (audit.Entry, time.Time, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), walk.StepTimeout)
 	defer cancel()
 	n, err := svc.Count(ctx, audit.Filter{})
 	if err != nil {
@@ -263,14 +234,14 @@ func existing(svc *audit.AuditService, out io.Writer) (audit.Entry, time.Time, e
 		}
 	}
 	fmt.Fprintf(out, "  existing log: %d entries, newest #%d, latest event at %s: the chain continues\n",
-		n, newest[0].ID, stamp(latest))
+		n, newest[0].ID, walk.Stamp(latest))
 	return newest[0], latest, nil
 }
 
 // connect opens every replica's database at once: the first call that
 // needs it opens the pool and makes sure the schema exists.
 func connect(reps []*replica, out io.Writer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), walk.StepTimeout)
 	defer cancel()
 	errs := make([]error, len(reps))
 	var wg sync.WaitGroup
@@ -289,27 +260,8 @@ func connect(reps []*replica, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "\n%d replicas connected together in %s, each with its own pool (schema creation serialised by an advisory lock)\n",
-		len(reps), round(time.Since(began)))
+		len(reps), walk.Round(time.Since(began)))
 	return nil
-}
-
-// simClock hands out the times of the simulated events: evenly spread
-// over [start, end), each with some jitter inside its slot, in the order
-// the replicas ask for them, as time.Now would.
-type simClock struct {
-	start time.Time
-	step  time.Duration
-	next  atomic.Int64
-}
-
-func newSimClock(start, end time.Time, events int) *simClock {
-	step := end.Sub(start) / time.Duration(events)
-	return &simClock{start: start, step: max(step, 1)}
-}
-
-func (c *simClock) now() time.Time {
-	slot := c.next.Add(1) - 1
-	return c.start.Add(time.Duration(slot)*c.step + rand.N(c.step))
 }
 
 // requestID is the correlation ID of a replica's i-th event in this run.
@@ -324,9 +276,9 @@ func requestID(runID, replica string, i int) string {
 // transactions interleave), then Flush.
 func record(reps []*replica, out io.Writer, runID string, events int, start, end time.Time) error {
 	total := len(reps) * events
-	clock := newSimClock(start, end, total)
+	clock := walk.NewSimClock(start, end, total)
 	fmt.Fprintf(out, "\nRecording %d events from %d replicas at once (run %s), simulating %s → %s (%s)\n",
-		total, len(reps), runID, stamp(start), stamp(end), span(end.Sub(start)))
+		total, len(reps), runID, walk.Stamp(start), walk.Stamp(end), walk.Span(end.Sub(start)))
 
 	errs := make([]error, len(reps))
 	var wg sync.WaitGroup
@@ -338,14 +290,14 @@ func record(reps []*replica, out io.Writer, runID string, events int, start, end
 			<-release // start together, to make the chain head contended
 			began := time.Now()
 			for j := range events {
-				e := event(clock.now(), requestID(runID, r.name, j), r.name)
+				e := event(clock.Now(), requestID(runID, r.name, j), r.name)
 				if err := r.svc.Record(context.Background(), e); err != nil {
 					errs[i] = fmt.Errorf("replica %s, event %d: record: %w", r.name, j, err)
 					return
 				}
 				time.Sleep(rand.N(maxPause))
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), walk.StepTimeout)
 			defer cancel()
 			if err := r.svc.Flush(ctx); err != nil {
 				errs[i] = fmt.Errorf("replica %s: flush: %w", r.name, err)
@@ -359,50 +311,23 @@ func record(reps []*replica, out io.Writer, runID string, events int, start, end
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	tw := table(out)
+	tw := walk.Table(out)
 	fmt.Fprintln(tw, "  REPLICA\tCOMMITTED\tTRANSACTIONS\tRECORD + FLUSH")
 	for _, r := range reps {
 		st := r.svc.Stats()
-		fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\n", r.name, st.Written, st.Batches, round(r.took))
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\n", r.name, st.Written, st.Batches, walk.Round(r.took))
 	}
 	return tw.Flush()
 }
 
-// event makes one plausible security event at t, logged by replica.
+// event is walk.Event with the replica that logged it, which is context
+// like a host name: it goes in Details, not in Actor (who did it) or
+// Resource (what to).
 func event(t time.Time, requestID, replica string) audit.Entry {
-	actor := actors[rand.N(len(actors))]
-	ip := fmt.Sprintf("10.%d.%d.%d", rand.N(4), rand.N(256), 1+rand.N(254))
-	e := audit.Entry{Time: t, Actor: actor, RequestID: requestID}
-	switch r := rand.N(100); {
-	case r < 30 || (actor == suspect && r < 60):
-		// Failed logins: mallory's come in bursts from odd addresses.
-		if actor == suspect {
-			ip = fmt.Sprintf("203.0.113.%d", 1+rand.N(254))
-		}
-		e.EventType, e.Resource, e.Outcome = evLogin, "session", "failure"
-		e.Details = map[string]any{"ip": ip, "method": "password", "reason": reasons[rand.N(len(reasons))]}
-	case r < 60:
-		e.EventType, e.Resource, e.Outcome = evLogin, "session", "success"
-		e.Details = map[string]any{"ip": ip, "method": []string{"password", "sso", "webauthn"}[rand.N(3)], "mfa": rand.N(4) != 0}
-	case r < 72:
-		e.EventType, e.Resource, e.Outcome = evLogout, "session", "success"
+	e := walk.Event(t, requestID)
+	if e.Details == nil {
 		e.Details = map[string]any{}
-	case r < 87:
-		target := actors[rand.N(len(actors))]
-		op := []string{"grant", "revoke"}[rand.N(2)]
-		e.EventType, e.Resource = evPermission, "user/"+target
-		e.Outcome = "success"
-		if actor != "alice" && rand.N(3) == 0 {
-			e.Outcome = "denied" // only alice administers roles
-		}
-		e.Details = map[string]any{"op": op, "role": roles[rand.N(len(roles))], "ip": ip}
-	default:
-		doc := fmt.Sprintf("doc/%d", 1000+rand.N(9000))
-		e.EventType, e.Resource, e.Outcome = evDocDelete, doc, "success"
-		e.Details = map[string]any{"size_bytes": 512 + rand.N(4<<20), "folder": []string{"finance", "hr", "legal", "eng"}[rand.N(4)], "trash": rand.N(2) == 0}
 	}
-	// Which replica logged it is context, like a host name: it goes in
-	// Details, not in Actor (who did it) or Resource (what to).
 	e.Details["replica"] = replica
 	return e
 }
@@ -422,7 +347,7 @@ func event(t time.Time, requestID, replica string) audit.Entry {
 // ID (commit) order, yet each replica's appear in the order it recorded
 // them, since its one writer commits its queue in order.
 func tally(svc *audit.AuditService, reps []*replica, out io.Writer, runID string, prev audit.Entry) error {
-	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), walk.StepTimeout)
 	defer cancel()
 	total, err := svc.Count(ctx, audit.Filter{AfterID: prev.ID})
 	if err != nil {
@@ -479,7 +404,7 @@ func tally(svc *audit.AuditService, reps []*replica, out io.Writer, runID string
 
 	fmt.Fprintf(out, "\nOne table, %d writers: the %d new entries after #%d, read back in ID order (pages of %d, AfterID)\n",
 		len(reps), total, prev.ID, scanPage)
-	tw := table(out)
+	tw := walk.Table(out)
 	fmt.Fprintln(tw, "  REPLICA\tIN THE TABLE\tSTATS.WRITTEN\tIN RECORDING ORDER")
 	var sum int64
 	mismatch := false
@@ -515,119 +440,18 @@ func tally(svc *audit.AuditService, reps []*replica, out io.Writer, runID string
 	return nil
 }
 
-// failedLogins pages, newest first, through the suspect's failed logins
-// with keyset pagination: each page asks for IDs below the last one seen.
-func failedLogins(svc *audit.AuditService, out io.Writer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
-	defer cancel()
-	f := audit.Filter{Actor: suspect, EventType: evLogin, Outcome: "failure", Desc: true, Limit: pageSize}
-	total, err := svc.Count(ctx, f)
-	if err != nil {
-		return fmt.Errorf("count failed logins: %w", err)
-	}
-	fmt.Fprintf(out, "\nFailed logins of %s: %d in the log; newest first, pages of %d\n", suspect, total, pageSize)
-	for page := 1; page <= 2; page++ {
-		entries, err := svc.List(ctx, f)
-		if err != nil {
-			return fmt.Errorf("list failed logins, page %d: %w", page, err)
-		}
-		if len(entries) == 0 {
-			if page == 1 {
-				fmt.Fprintln(out, "  (none)")
-			}
-			break
-		}
-		how := "first page"
-		if f.BeforeID != 0 {
-			how = fmt.Sprintf("BeforeID %d", f.BeforeID)
-		}
-		fmt.Fprintf(out, "  page %d (%s):\n", page, how)
-		tw := table(out)
-		fmt.Fprintln(tw, "    ID\tTIME (UTC)\tIP\tREASON\tREPLICA\tREQUEST")
-		for _, e := range entries {
-			fmt.Fprintf(tw, "    %d\t%s\t%v\t%v\t%v\t%s\n", e.ID, stamp(e.Time), e.Details["ip"], e.Details["reason"], e.Details["replica"], e.RequestID)
-		}
-		if err := tw.Flush(); err != nil {
-			return fmt.Errorf("print failed logins: %w", err)
-		}
-		f.BeforeID = entries[len(entries)-1].ID
-	}
-	return nil
-}
-
-// countByType prints how many entries of each event type, and outcome,
-// the log holds.
-func countByType(svc *audit.AuditService, out io.Writer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
-	defer cancel()
-	outcomes := []string{"success", "failure", "denied"}
-	fmt.Fprintln(out, "\nEntries by event type:")
-	tw := table(out)
-	fmt.Fprintf(tw, "  EVENT TYPE\tTOTAL\t%s\n", strings.ToUpper(strings.Join(outcomes, "\t")))
-	var all int64
-	for _, et := range eventTypes {
-		n, err := svc.Count(ctx, audit.Filter{EventType: et})
-		if err != nil {
-			return fmt.Errorf("count %s: %w", et, err)
-		}
-		all += n
-		row := []string{et, fmt.Sprint(n)}
-		for _, o := range outcomes {
-			m, err := svc.Count(ctx, audit.Filter{EventType: et, Outcome: o})
-			if err != nil {
-				return fmt.Errorf("count %s %s: %w", et, o, err)
-			}
-			row = append(row, fmt.Sprint(m))
-		}
-		fmt.Fprintf(tw, "  %s\n", strings.Join(row, "\t"))
-	}
-	fmt.Fprintf(tw, "  all\t%d\n", all)
-	if err := tw.Flush(); err != nil {
-		return fmt.Errorf("print counts: %w", err)
-	}
-	return nil
-}
-
-// prune deletes the entries older than cutoff. Prune removes a prefix of
-// the chain in ID order, stopping at the first entry that is not older, so
-// an old entry committed after a newer one stays: the example reports them.
-// With several replicas that is common: their clocks hand out times in one
-// order and their transactions commit in another.
-func prune(svc *audit.AuditService, out io.Writer, cutoff time.Time) error {
-	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
-	defer cancel()
-	fmt.Fprintf(out, "\nPrune: entries older than %s (%s ago)\n", stamp(cutoff), span(retention))
-	n, err := svc.Prune(ctx, cutoff)
-	if err != nil {
-		return fmt.Errorf("prune: %w", err)
-	}
-	left, err := svc.Count(ctx, audit.Filter{Until: cutoff})
-	if err != nil {
-		return fmt.Errorf("count entries older than the cutoff: %w", err)
-	}
-	fmt.Fprintf(out, "  deleted %d entries", n)
-	switch {
-	case left == 1:
-		fmt.Fprint(out, "; 1 older entry stays, committed after a newer one (Prune deletes a prefix of the chain)")
-	case left > 1:
-		fmt.Fprintf(out, "; %d older entries stay, committed after newer ones (Prune deletes a prefix of the chain)", left)
-	}
-	fmt.Fprintln(out)
-	return nil
-}
-
 // verify walks the hash chain from the first remaining entry, and checks
 // that it is the only one: every entry in the table is on it, and its IDs
 // have no gaps. Two replicas that read the same chain head and both
 // appended to it would have forked the chain; the writer's SELECT ... FOR
 // UPDATE of the head row makes them take turns instead.
 func verify(svc *audit.AuditService, out io.Writer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
-	defer cancel()
-	rep, err := svc.Verify(ctx)
+	rep, err := walk.Verify(svc)
 	if err != nil {
-		return fmt.Errorf("verify: %w", err)
+		return err
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), walk.StepTimeout)
+	defer cancel()
 	n, err := svc.Count(ctx, audit.Filter{})
 	if err != nil {
 		return fmt.Errorf("count entries: %w", err)
@@ -635,13 +459,8 @@ func verify(svc *audit.AuditService, out io.Writer) error {
 	// Verify ran in its own snapshot; another writer may have committed
 	// since, so the table may hold more than the chain Verify walked.
 	contiguous := rep.Entries == 0 || rep.LastID-rep.FirstID+1 == rep.Entries
-	fmt.Fprintln(out, "\nVerify: the hash chain checks")
-	tw := table(out)
-	fmt.Fprintf(tw, "  entries\t%d\t(the table holds %d)\n", rep.Entries, n)
-	fmt.Fprintf(tw, "  IDs\t%d – %d\t(no gaps: %s)\n", rep.FirstID, rep.LastID, yesNo(contiguous))
-	fmt.Fprintf(tw, "  head\t%s\t(publish it elsewhere to anchor the log)\n", rep.Head)
-	if err := tw.Flush(); err != nil {
-		return fmt.Errorf("print verify report: %w", err)
+	if err := walk.PrintVerify(out, rep, fmt.Sprintf("(the table holds %d)", n), "(no gaps: "+yesNo(contiguous)+")"); err != nil {
+		return err
 	}
 	if !contiguous {
 		return errors.New("verify: the chain's IDs have gaps")
@@ -656,7 +475,7 @@ func verify(svc *audit.AuditService, out io.Writer) error {
 // what it did itself.
 func printStats(out io.Writer, ops *audit.AuditService, reps []*replica) error {
 	fmt.Fprintln(out, "\nStats of each service (its own counters):")
-	tw := table(out)
+	tw := walk.Table(out)
 	fmt.Fprintln(tw, "  SERVICE\tQUEUED\tWRITTEN\tBATCHES\tFAILURES\tREJECTED")
 	row := func(name string, st audit.Stats) {
 		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\n", name, st.Queued, st.Written, st.Batches, st.Failures, st.Rejected)
@@ -673,10 +492,10 @@ func printStats(out io.Writer, ops *audit.AuditService, reps []*replica) error {
 }
 
 // shutdownAll drains and closes every service at once, each giving up
-// after stepTimeout: the entries it could not commit by then are logged,
+// after walk.StepTimeout: the entries it could not commit by then are logged,
 // and its error counts them.
 func shutdownAll(services []*audit.AuditService) error {
-	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), walk.StepTimeout)
 	defer cancel()
 	errs := make([]error, len(services))
 	var wg sync.WaitGroup
@@ -704,10 +523,6 @@ func redact(dsn string) string {
 	return passwordRE.ReplaceAllString(dsn, "${1}xxxxx")
 }
 
-func table(out io.Writer) *tabwriter.Writer {
-	return tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-}
-
 func yesNo(ok bool) string {
 	if ok {
 		return "yes"
@@ -720,34 +535,4 @@ func short(hash string) string {
 		return hash[:16]
 	}
 	return hash
-}
-
-func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") }
-
-func round(d time.Duration) time.Duration {
-	if d < time.Millisecond {
-		return d.Round(time.Microsecond)
-	}
-	return d.Round(100 * time.Microsecond)
-}
-
-// span prints a duration in days and hours, or as time.Duration when short.
-func span(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return d.Round(time.Millisecond).String()
-	case d < time.Hour:
-		return d.Round(time.Second).String()
-	}
-	days, hours := d/(24*time.Hour), (d%(24*time.Hour)+time.Hour/2)/time.Hour
-	if hours == 24 {
-		days, hours = days+1, 0
-	}
-	switch {
-	case days == 0:
-		return fmt.Sprintf("%dh", hours)
-	case hours == 0:
-		return fmt.Sprintf("%dd", days)
-	}
-	return fmt.Sprintf("%dd %dh", days, hours)
 }

@@ -3,11 +3,13 @@
 // every ratio with ✓ or ✗ on stdout and in docs/benchmarks.md, and a chart
 // of the throughputs beside their baselines in docs/benchmarks.png.
 //
-// Run it from the module:
+// It is a module of its own, so that the library's users never see its
+// plotting dependencies. Run it from anywhere in the repository (the
+// go.work at its root ties the modules together):
 //
-//	go run ./cmd/bench                  # a few minutes on 2 cores
-//	go run ./cmd/bench -benchtime 5s    # steadier figures
-//	go run ./cmd/bench -in saved.txt    # re-render from saved go test output
+//	go run ./tools/bench                  # a few minutes on 2 cores
+//	go run ./tools/bench -benchtime 5s    # steadier figures
+//	go run ./tools/bench -in saved.txt    # re-render from saved go test output
 //
 // Every ratio comes from one benchmark run, where the baseline ran just
 // before the library, so that it holds on any machine; the absolute
@@ -20,7 +22,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -41,10 +42,10 @@ func main() {
 	benchtime := flag.String("benchtime", "2s", "go test -benchtime for the throughput benchmarks")
 	in := flag.String("in", "", "read go test output from this file instead of running the suite")
 	save := flag.String("save", "", "also write the go test output to this file")
-	out := flag.String("out", "docs", "directory, relative to the module, for benchmarks.md and benchmarks.png")
+	out := flag.String("out", "docs", "directory, relative to the library's root, for benchmarks.md and benchmarks.png")
 	flag.Parse()
 
-	root, err := moduleRoot()
+	root, err := libraryRoot()
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -93,17 +94,41 @@ func main() {
 	}
 }
 
-// moduleRoot returns the directory of the main module's go.mod.
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+// libraryModule is the module whose benchmarks the suite runs.
+const libraryModule = "github.com/cleveragents/audit"
+
+// libraryRoot returns the directory of the library's go.mod: the first
+// directory, from the working directory up, whose go.mod declares
+// libraryModule. The tool is a module of its own (tools/bench), so the
+// module of the working directory is not necessarily the library's.
+func libraryRoot() (string, error) {
+	wd, err := os.Getwd()
 	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
+		return "", err
 	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("run it inside the module github.com/cleveragents/audit")
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if modulePath(filepath.Join(dir, "go.mod")) == libraryModule {
+			return dir, nil
+		}
+		if filepath.Dir(dir) == dir {
+			return "", fmt.Errorf("no go.mod of %s in %s or above it: run it inside a checkout of the library", libraryModule, wd)
+		}
 	}
-	return filepath.Dir(gomod), nil
+}
+
+// modulePath returns the module path a go.mod declares, or "" if the file
+// is missing or declares none.
+func modulePath(gomod string) string {
+	b, err := os.ReadFile(gomod)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "module"); ok && rest != "" && (rest[0] == ' ' || rest[0] == '\t') {
+			return strings.Trim(strings.TrimSpace(rest), `"`)
+		}
+	}
+	return ""
 }
 
 // The suite, in three go test runs: the throughput benchmarks at
@@ -423,7 +448,7 @@ func report(rows []row, table string, e runEnv) string {
 	var b strings.Builder
 	b.WriteString("# Benchmarks\n\n")
 	b.WriteString("The performance goals of the library, each measured as a ratio to its baseline in the same run ")
-	b.WriteString("(`go run ./cmd/bench`; the benchmarks are in `perf_test.go`, which says what each one does). ")
+	b.WriteString("(`go run ./tools/bench`; the benchmarks are in `perf_test.go`, which says what each one does). ")
 	b.WriteString("Absolute figures depend on the machine; the ratios are what the goals are about.\n\n")
 	b.WriteString("![Throughput of the library beside its baselines](benchmarks.png)\n\n")
 	b.WriteString(table)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/mattn/go-sqlite3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -60,7 +62,7 @@ func batchObserved(t *testing.T, opts ...Option) (*AuditService, *batchRecorder,
 		c.RegisterRollbackHook(func() { rows = 0 })
 		return nil
 	}})
-	path := tempDB(t)
+	path := testutil.TempDB(t)
 	dsn, _ := sqliteDSN(path)
 	s := newServiceAt(t, append([]Option{WithDialector(sqlite.New(sqlite.Config{DriverName: name, DSN: dsn}))}, opts...)...)
 	return s, rec, path
@@ -93,10 +95,8 @@ func TestBatchNeverExceedsBatchSize(t *testing.T) {
 			_, err := s.Count(ctx, Filter{}) // open, so that the lock below is the only obstacle
 			require.NoError(t, err)
 
-			release := holdWriteLock(t, path)
-			for i := 0; i < tc.n; i++ {
-				require.NoError(t, s.Record(ctx, sampleEntry(i)))
-			}
+			release := testutil.HoldWriteLock(t, path)
+			queueN(t, s, 0, tc.n)
 			// The writer holds its first batch, blocked on the lock: still queued.
 			st := s.Stats()
 			assert.Equal(t, tc.n, st.Queued, "in-flight batch included")
@@ -130,7 +130,7 @@ func TestBatchNeverExceedsBatchSize(t *testing.T) {
 		s, rec, path := batchObserved(t, WithBatchSize(batch), WithAsync(false))
 		_, err := s.Count(ctx, Filter{})
 		require.NoError(t, err)
-		release := holdWriteLock(t, path)
+		release := testutil.HoldWriteLock(t, path)
 		var wg sync.WaitGroup
 		errs := make(chan error, callers*each)
 		for g := 0; g < callers; g++ {
@@ -143,7 +143,7 @@ func TestBatchNeverExceedsBatchSize(t *testing.T) {
 			}()
 		}
 		// Every caller's first entry is queued or in flight before the lock goes.
-		waitFor(t, 10*time.Second, func() bool { return s.Stats().Queued == callers }, "all callers waiting")
+		testutil.WaitFor(t, 10*time.Second, func() bool { return s.Stats().Queued == callers }, "all callers waiting")
 		release()
 		wg.Wait()
 		close(errs)
@@ -157,6 +157,25 @@ func TestBatchNeverExceedsBatchSize(t *testing.T) {
 		assert.Equal(t, callers*each, batchSum(sizes))
 		assert.Contains(t, sizes, batch, "32 waiting callers fill at least one batch: %v", sizes)
 		assert.Equal(t, uint64(len(sizes)), s.Stats().Batches)
+	})
+
+	// The same bound where no hook can see the transactions (PostgreSQL):
+	// only Stats tells, so the claim is the weaker one it supports.
+	t.Run("on every backend", func(t *testing.T) {
+		forEachBackend(t, func(t *testing.T, st *backend) {
+			const batch, n = 10, 95
+			s := st.service(t, WithBatchSize(batch))
+			require.NoError(t, s.Flush(ctx))
+			_, err := s.Count(ctx, Filter{}) // open, so the lock below is the only obstacle
+			require.NoError(t, err)
+			release := st.holdWriteLock(t)
+			queueN(t, s, 0, n)
+			release()
+			require.NoError(t, s.Flush(ctx))
+			stats := s.Stats()
+			assert.Equal(t, uint64(n), stats.Written)
+			assert.GreaterOrEqual(t, stats.Batches, uint64((n+batch-1)/batch))
+		})
 	})
 }
 
@@ -206,7 +225,7 @@ func TestBatchLoneEntryIsWrittenAtOnce(t *testing.T) {
 func TestBatchShutdownWaitsForTransactionInFlight(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
-		s, err := New(append(st.opts(), WithBatchSize(4), WithLogger(discardLogger()))...)
+		s, err := New(append(st.opts(), WithBatchSize(4), WithLogger(testutil.Discard()))...)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = s.Close() })
 		_, err = s.Count(ctx, Filter{}) // open: the chain head row exists to be locked
@@ -216,17 +235,15 @@ func TestBatchShutdownWaitsForTransactionInFlight(t *testing.T) {
 		require.NoError(t, s.Record(ctx, sampleEntry(0)))
 		// The writer has taken the entry off the queue: its transaction is
 		// in flight, blocked on the lock.
-		waitFor(t, 10*time.Second, func() bool { return len(s.in.queue) == 0 }, "the writer to take the first entry")
+		testutil.WaitFor(t, 10*time.Second, func() bool { return len(s.in.queue) == 0 }, "the writer to take the first entry")
 		const n = 10
-		for i := 1; i < n; i++ {
-			require.NoError(t, s.Record(ctx, sampleEntry(i)))
-		}
+		queueN(t, s, 1, n-1)
 
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second) // a guard against hanging, not a wait
 		defer cancel()
 		done := make(chan error, 1)
 		go func() { done <- s.Shutdown(sctx) }()
-		waitFor(t, 10*time.Second, s.in.isClosed, "Shutdown to begin")
+		testutil.WaitFor(t, 10*time.Second, s.in.isClosed, "Shutdown to begin")
 
 		require.ErrorIs(t, s.Record(ctx, sampleEntry(n)), ErrClosed, "Shutdown has begun")
 		// Shutdown has not returned: nothing is committed while the lock is held.
@@ -273,9 +290,7 @@ func TestBatchRecordAfterShutdownEnqueuesNothing(t *testing.T) {
 				s, err := New(append(st.opts(), WithAsync(async))...)
 				require.NoError(t, err)
 				t.Cleanup(func() { _ = s.Close() })
-				for i := 0; i < 5; i++ {
-					require.NoError(t, s.Record(ctx, sampleEntry(i)))
-				}
+				queueN(t, s, 0, 5)
 				require.NoError(t, s.Shutdown(ctx))
 				before := s.Stats()
 				require.Equal(t, uint64(5), before.Written)
@@ -311,4 +326,36 @@ func TestBatchRecordAfterShutdownEnqueuesNothing(t *testing.T) {
 			})
 		})
 	}
+}
+
+func TestWriteFailureRetriedInOrder(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
+		ctx := context.Background()
+		s := st.service(t, WithLogger(testutil.Discard()))
+		recordAll(t, s, sampleEntry(0))
+
+		// A real fault: the table disappears under the writer.
+		st.exec(t, `ALTER TABLE $TABLE RENAME TO $AWAY`)
+		queueN(t, s, 1, 30)
+		testutil.WaitFor(t, 5*time.Second, func() bool { return s.Stats().Failures >= 2 }, "failed writes")
+
+		fctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		err := s.Flush(fctx)
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Contains(t, err.Error(), st.table, "Flush wraps the last write error, which names the missing table")
+
+		st.exec(t, `ALTER TABLE $AWAY RENAME TO $TABLE`)
+		fctx, cancel = context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		require.NoError(t, s.Flush(fctx))
+		list, err := s.List(ctx, Filter{})
+		require.NoError(t, err)
+		require.Len(t, list, 31)
+		for i, e := range list {
+			assert.Equal(t, fmt.Sprintf("req-%d", i), e.RequestID)
+		}
+		_, err = s.Verify(ctx)
+		require.NoError(t, err)
+	})
 }

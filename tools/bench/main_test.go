@@ -113,3 +113,54 @@ func TestRenderChart(t *testing.T) {
 		t.Errorf("chart is %v, too small to read", b)
 	}
 }
+
+// The tool lives in a module of its own under the library's, so the
+// library's root is found by the module path, not by the nearest go.mod.
+func TestLibraryRoot(t *testing.T) {
+	t.Run("from the tool's own module", func(t *testing.T) {
+		want, err := filepath.Abs(filepath.Join("..", ".."))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := libraryRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Fatalf("libraryRoot() = %q, want %q", got, want)
+		}
+	})
+	t.Run("outside the library", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/other\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Chdir(dir)
+		_, err := libraryRoot()
+		if err == nil || !strings.Contains(err.Error(), "no go.mod of github.com/cleveragents/audit in "+dir) {
+			t.Fatalf("libraryRoot() outside the library: err = %v, want one naming the module and %s", err, dir)
+		}
+	})
+}
+
+func TestModulePath(t *testing.T) {
+	dir := t.TempDir()
+	for name, tc := range map[string]struct{ gomod, want string }{
+		"plain":         {"module github.com/cleveragents/audit\n\ngo 1.25.0\n", "github.com/cleveragents/audit"},
+		"quoted":        {"// a comment\nmodule \"github.com/cleveragents/audit\"\n", "github.com/cleveragents/audit"},
+		"sub-module":    {"module github.com/cleveragents/audit/tools/bench\n", "github.com/cleveragents/audit/tools/bench"},
+		"no module":     {"go 1.25.0\n", ""},
+		"other keyword": {"modulex github.com/cleveragents/audit\n", ""},
+	} {
+		path := filepath.Join(dir, name+".mod")
+		if err := os.WriteFile(path, []byte(tc.gomod), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := modulePath(path); got != tc.want {
+			t.Errorf("%s: modulePath = %q, want %q", name, got, tc.want)
+		}
+	}
+	if got := modulePath(filepath.Join(dir, "missing.mod")); got != "" {
+		t.Errorf("missing file: modulePath = %q, want \"\"", got)
+	}
+}
