@@ -122,15 +122,14 @@ func childBusiness() int {
 // random points, several rounds on one file: every committed business row
 // has its entries, no rolled-back one has any, and the chain verifies.
 func TestCrashLosesNothing(t *testing.T) {
-	if _, ok := any((*audit.AuditService)(nil)).(gormaudit.TxRecorder); !ok {
-		t.Skip("the root package has no RecordTx yet: the plugin records after commit, which a crash can lose")
-	}
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
 	path := testutil.TempDB(t)
 	const rounds = 5
-	rng := rand.New(rand.NewPCG(uint64(os.Getpid()), 11))
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 11))
 	acknowledged := map[string]bool{} // committed, as the children said
 	for round := 1; round <= rounds; round++ {
 		killAfter := 10 + rng.IntN(80) // commits seen before the kill
@@ -183,7 +182,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	db := testutil.RawDB(t, path)
 	testutil.WaitFor(t, 2*time.Minute, func() bool {
 		var n int
-		require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM "+outboxTable).Scan(&n))
+		require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM "+audit.DefaultTable+audit.OutboxSuffix).Scan(&n))
 		return n == 0
 	}, "the outbox to drain")
 	require.NoError(t, svc.Flush(ctx))
@@ -249,7 +248,3 @@ func TestCrashLosesNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(2*len(committed)), rep.Entries)
 }
-
-// outboxTable is the outbox of RecordTx beside the default table (the
-// root package's OutboxSuffix, not on this branch yet).
-const outboxTable = audit.DefaultTable + "_outbox"

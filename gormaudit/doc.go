@@ -80,8 +80,8 @@
 //
 // Only committed changes are recorded. How depends on where the log lives,
 // which the plugin finds out at db.Use by writing an entry with RecordTx
-// in a transaction on the DB that it then rolls back (see [TxRecorder];
-// the Recorder's Ping, when it has one, opens the log first):
+// in a transaction on the DB that it then rolls back (the Recorder's Ping,
+// when it has one, opens the log first):
 //
 //   - The log on the models' database (the SQLite file the application
 //     opens, with any DSN; audit.WithDB(db); the same PostgreSQL

@@ -19,7 +19,7 @@ func (p *Plugin) emit(db *gorm.DB, entries []audit.Entry) {
 	}
 	ctx := db.Statement.Context
 	tx, inTx := txOf(db.Statement.ConnPool)
-	if inTx && p.txRec != nil {
+	if inTx && p.inTx {
 		for _, e := range entries {
 			if err := p.recordTx(db, e); err != nil {
 				// Fail the statement: its transaction must not commit a
@@ -47,12 +47,12 @@ func (p *Plugin) emit(db *gorm.DB, entries []audit.Entry) {
 // still commit, audited.
 func (p *Plugin) recordTx(db *gorm.DB, e audit.Entry) error {
 	ctx := db.Statement.Context
-	err := p.txRec.RecordTx(ctx, db, e)
+	err := p.rec.RecordTx(ctx, db, e)
 	if err == nil || !errors.Is(err, audit.ErrInvalidEntry) || e.Details == nil {
 		return err
 	}
 	e.Details = shrunk(e.Details)
-	return p.txRec.RecordTx(ctx, db, e)
+	return p.rec.RecordTx(ctx, db, e)
 }
 
 // shrunk returns Details that keep only the names of the columns, for an

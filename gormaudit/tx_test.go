@@ -7,20 +7,10 @@ import (
 	"testing"
 
 	"github.com/cleveragents/audit"
-	"github.com/cleveragents/audit/gormaudit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gorm.io/gorm"
 )
-
-// requireRecordTx skips a test of the in-transaction path while the root
-// package has no RecordTx.
-func requireRecordTx(t *testing.T) {
-	t.Helper()
-	if _, ok := any((*audit.AuditService)(nil)).(gormaudit.TxRecorder); !ok {
-		t.Skip("the root package has no RecordTx yet")
-	}
-}
 
 // sameDatabase returns the ways to put the log on the application's own
 // database, as examples/httpservice does and as audit.WithDB does.
@@ -48,7 +38,6 @@ func sameDatabase() []struct {
 }
 
 func TestInTransaction(t *testing.T) {
-	requireRecordTx(t)
 	for _, c := range sameDatabase() {
 		t.Run(c.name, func(t *testing.T) {
 			db, path := openApp(t, nil)
@@ -87,7 +76,6 @@ func TestInTransaction(t *testing.T) {
 }
 
 func TestInTransactionRefusedEntryFailsTheChange(t *testing.T) {
-	requireRecordTx(t)
 	db, path := openApp(t, nil)
 	svc, err := audit.New(audit.WithSQLite(path))
 	require.NoError(t, err)
@@ -103,7 +91,6 @@ func TestInTransactionRefusedEntryFailsTheChange(t *testing.T) {
 }
 
 func TestInTransactionTooLargeKeepsColumnNames(t *testing.T) {
-	requireRecordTx(t)
 	db, path := openApp(t, nil)
 	svc, err := audit.New(audit.WithSQLite(path))
 	require.NoError(t, err)
