@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/cleveragents/audit"
+	"github.com/cleveragents/audit/gormaudit"
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gorm.io/gorm"
@@ -102,4 +104,17 @@ func TestInTransactionTooLargeKeepsColumnNames(t *testing.T) {
 	require.Len(t, es, 1)
 	assert.Equal(t, "too large to record", es[0].Details["values_omitted"])
 	assert.Equal(t, []any{"age", "email", "id", "name", "password"}, es[0].Details["columns"])
+}
+
+func TestLogElsewhereIsSaidAtUse(t *testing.T) {
+	db, _ := openApp(t, nil)
+	svc := newService(t) // its own file
+	var logs testutil.LogBuffer
+	use(t, db, svc, gormaudit.WithLogger(logs.Logger()))
+	assert.Contains(t, logs.String(), "the audit log is on another database; entries are recorded after each commit, and a crash right after a commit loses its entries")
+
+	// The probe left nothing behind: no entry, no table on the app's file.
+	require.NoError(t, db.Create(&User{Name: "a"}).Error)
+	assert.Len(t, recorded(t, svc), 1)
+	assert.False(t, db.Migrator().HasTable(audit.DefaultTable+audit.OutboxSuffix))
 }
