@@ -117,7 +117,7 @@ func (p *Plugin) probe(db *gorm.DB) bool {
 	errProbe := errors.New("probe done")
 	var recErr error
 	err := db.Session(&gorm.Session{NewDB: true, Context: ctx, Logger: gormlogger.Discard}).Transaction(func(tx *gorm.DB) error {
-		recErr = p.rec.RecordTx(ctx, tx, audit.Entry{EventType: "gormaudit.probe", Actor: p.cfg.actor})
+		recErr = p.rec.RecordTx(ctx, unpreparedTx(tx), audit.Entry{EventType: "gormaudit.probe", Actor: p.cfg.actor})
 		return errProbe
 	})
 	switch {

@@ -47,12 +47,22 @@ func (p *Plugin) emit(db *gorm.DB, entries []audit.Entry) {
 // still commit, audited.
 func (p *Plugin) recordTx(db *gorm.DB, e audit.Entry) error {
 	ctx := db.Statement.Context
-	err := p.rec.RecordTx(ctx, db, e)
+	tx := unpreparedTx(db)
+	err := p.rec.RecordTx(ctx, tx, e)
 	if err == nil || !errors.Is(err, audit.ErrInvalidEntry) || e.Details == nil {
 		return err
 	}
 	e.Details = shrunk(e.Details)
-	return p.rec.RecordTx(ctx, db, e)
+	return p.rec.RecordTx(ctx, tx, e)
+}
+
+// unpreparedTx returns a DB of its own on db's transaction, without
+// GORM's prepared-statement layer, so that the outbox INSERT does not join
+// GORM's statement cache, as no statement of the plugin's does.
+func unpreparedTx(db *gorm.DB) *gorm.DB {
+	tx := db.Session(&gorm.Session{NewDB: true, Initialized: true})
+	tx.Statement.ConnPool = unprepared(db.Statement.ConnPool)
+	return tx
 }
 
 // shrunk returns Details that keep only the names of the columns, for an

@@ -118,3 +118,33 @@ func TestLogElsewhereIsSaidAtUse(t *testing.T) {
 	assert.Len(t, recorded(t, svc), 1)
 	assert.False(t, db.Migrator().HasTable(audit.DefaultTable+audit.OutboxSuffix))
 }
+
+func TestInTransactionWithPreparedStatements(t *testing.T) {
+	db, path := openApp(t, &gorm.Config{PrepareStmt: true})
+	svc, err := audit.New(audit.WithSQLite(path))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = svc.Close() })
+	use(t, db, svc)
+	require.NoError(t, db.Transaction(func(tx *gorm.DB) error {
+		_, ok := tx.Statement.ConnPool.(*gorm.PreparedStmtTX)
+		assert.True(t, ok, "a transaction is still a *gorm.PreparedStmtTX")
+		u := User{Name: "a"}
+		if err := tx.Create(&u).Error; err != nil {
+			return err
+		}
+		require.ErrorIs(t, tx.Transaction(func(tx2 *gorm.DB) error {
+			require.NoError(t, tx2.Create(&User{Name: "to savepoint"}).Error)
+			return errRollback
+		}), errRollback)
+		return tx.Model(&u).Update("age", 2).Error
+	}))
+	assert.Len(t, recorded(t, svc), 2)
+
+	pdb, ok := db.ConnPool.(*gorm.PreparedStmtDB)
+	require.True(t, ok, "the DB's pool is still a *gorm.PreparedStmtDB")
+	for _, k := range pdb.Stmts.Keys() {
+		assert.NotContains(t, k, "SAVEPOINT")
+		assert.NotContains(t, k, "WHERE 0")
+		assert.NotContains(t, k, audit.OutboxSuffix, "the outbox INSERT is the plugin's, not the application's")
+	}
+}
