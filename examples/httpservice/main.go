@@ -166,10 +166,13 @@ func run(ctx context.Context, addr, dbPath string, out io.Writer, logger *slog.L
 		}
 	}()
 
-	// The plugin places its pool beneath db's, so register it before any
-	// session is derived from db. It never audits the service's own tables
-	// (audit.DefaultTable and audit_chain_heads); a service with
-	// audit.WithTable passes the same name to gormaudit.WithAuditTable.
+	// The log is on the application's own file, so the plugin writes each
+	// change's entry inside the change's own transaction (RecordTx): a
+	// committed transfer always has its entries, even across a kill -9.
+	// It never audits the service's own tables (audit.DefaultTable, its
+	// outbox and audit.ChainTable); a service with audit.WithTable passes
+	// the same name to gormaudit.WithAuditTable. Register the plugin
+	// before any session is derived from db.
 	plugin, err := gormaudit.New(svc, gormaudit.WithLogger(logger))
 	if err != nil {
 		return err
