@@ -43,7 +43,8 @@ func healthz(svc *audit.AuditService) http.HandlerFunc {
 // own, and the function that stops them.
 func newMetrics(svc *audit.AuditService, logger *slog.Logger) (http.Handler, func(context.Context) error, error) {
 	reg := prometheus.NewRegistry()
-	exporter, err := otelprom.New(otelprom.WithRegisterer(reg))
+	// Without the otel_scope_* labels: one meter serves them all here.
+	exporter, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
 		return nil, nil, fmt.Errorf("metrics: %w", err)
 	}
