@@ -82,7 +82,7 @@ func collect(t *testing.T, reader *sdkmetric.ManualReader) (collection, error) {
 		if set.Len() > 0 {
 			var kv []string
 			for _, a := range set.ToSlice() {
-				kv = append(kv, string(a.Key)+"="+a.Value.Emit())
+				kv = append(kv, string(a.Key)+"="+a.Value.String())
 			}
 			key += "{" + strings.Join(kv, ",") + "}"
 		}
