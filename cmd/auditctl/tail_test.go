@@ -169,3 +169,36 @@ func TestTailFollowFilters(t *testing.T) {
 		assert.Equal(t, "alice", row[3])
 	}
 }
+
+// TestTailFollowSkipsUnreadable checks that an entry that cannot be read
+// is named and stepped over, not retried for ever: Tail alone would yield
+// its error again after each backoff.
+func TestTailFollowSkipsUnreadable(t *testing.T) {
+	path := makeDB(t, 12)
+	execSQL(t, path,
+		`UPDATE audit_entries SET details = '{"i":' WHERE id = 3`,
+		`UPDATE audit_entries SET time = 'not a time' WHERE id = 12`, // the last: nothing after it yet
+	)
+	out, stop := startFollow(t, path, "--json", "--after", "0")
+	waitLines(t, out, 10)
+
+	w, err := audit.New(audit.WithSQLite(path))
+	require.NoError(t, err)
+	defer w.Close()
+	ctx := context.Background()
+	for i := 13; i <= 15; i++ {
+		require.NoError(t, w.Record(ctx, entryFor(i)))
+	}
+	require.NoError(t, w.Flush(ctx))
+	waitLines(t, out, 13)
+
+	r := stop()
+	require.Equal(t, exitInterrupted, r.code, r)
+	var got []int
+	for _, obj := range jsonLines(t, r.stdout) {
+		got = append(got, int(obj["id"].(float64)))
+	}
+	assert.Equal(t, []int{1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15}, got)
+	assert.Contains(t, r.stderr, "auditctl: entry 3 cannot be read, skipped: ")
+	assert.Contains(t, r.stderr, "auditctl: entry 12 cannot be read, skipped: ")
+}
