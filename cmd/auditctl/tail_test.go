@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +15,7 @@ import (
 	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gorm.io/driver/postgres"
 )
 
 func TestTail(t *testing.T) {
@@ -70,15 +75,21 @@ func TestTail(t *testing.T) {
 	})
 }
 
-// startFollow runs auditctl tail --follow with args on path until the
-// returned stop is called; stop returns its result.
+// startFollow runs auditctl tail --follow with args on the SQLite file at
+// path until the returned stop is called; stop returns its result.
 func startFollow(t *testing.T, path string, args ...string) (stdout *testutil.LogBuffer, stop func() result) {
+	t.Helper()
+	return startFollowOn(t, []string{"--db", path}, args...)
+}
+
+// startFollowOn is startFollow on the log that the global flags name.
+func startFollowOn(t *testing.T, global []string, args ...string) (stdout *testutil.LogBuffer, stop func() result) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errOut testutil.LogBuffer
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, append([]string{"--db", path, "tail", "--follow"}, args...), strings.NewReader(""), &out, &errOut)
+		code <- run(ctx, append(append(global, "tail", "--follow"), args...), strings.NewReader(""), &out, &errOut)
 	}()
 	stopped := false
 	stop = func() result {
@@ -201,4 +212,51 @@ func TestTailFollowSkipsUnreadable(t *testing.T) {
 	assert.Equal(t, []int{1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15}, got)
 	assert.Contains(t, r.stderr, "auditctl: entry 3 cannot be read, skipped: ")
 	assert.Contains(t, r.stderr, "auditctl: entry 12 cannot be read, skipped: ")
+}
+
+func TestTailFollowPostgres(t *testing.T) {
+	dsn := os.Getenv(postgresDSNEnv)
+	if dsn == "" {
+		t.Skip("needs a PostgreSQL server: set " + postgresDSNEnv)
+	}
+	table := fmt.Sprintf("auditctl_tail_%d", time.Now().UnixNano())
+	w, err := audit.New(audit.WithDialector(postgres.Open(dsn)), audit.WithTable(table))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		raw, err := sql.Open("pgx", dsn)
+		require.NoError(t, err)
+		defer raw.Close()
+		_, _ = raw.Exec(`DROP TABLE IF EXISTS "` + table + `"`)
+		_, _ = raw.Exec(`DELETE FROM audit_chain_heads WHERE table_name = $1`, table)
+	})
+	defer w.Close()
+	ctx := context.Background()
+	for i := 1; i <= 3; i++ {
+		require.NoError(t, w.Record(ctx, entryFor(i)))
+	}
+	require.NoError(t, w.Flush(ctx))
+
+	pg := []string{"--driver", "postgres", "--dsn", dsn, "--table", table}
+	out, stop := startFollowOn(t, pg, "--json")
+	waitLines(t, out, 3)
+	for i := 4; i <= 30; i++ {
+		require.NoError(t, w.Record(ctx, entryFor(i)))
+	}
+	require.NoError(t, w.Flush(ctx))
+	waitLines(t, out, 30)
+	r := stop()
+	require.Equal(t, exitInterrupted, r.code, r)
+	objs := jsonLines(t, r.stdout)
+	require.Len(t, objs, 30)
+	for k, obj := range objs {
+		assertEntryJSON(t, k+1, obj)
+	}
+
+	// Its export verifies as a copy too.
+	file := filepath.Join(t.TempDir(), "pg.jsonl")
+	r = runCLI(t, "", append(pg, "export", "--out", file)...)
+	require.Equal(t, 0, r.code, r)
+	r = runCLI(t, "", "verify", "--jsonl", file)
+	require.Equal(t, 0, r.code, r)
+	assert.Contains(t, r.stdout, "entries:  30")
 }
