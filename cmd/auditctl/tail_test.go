@@ -67,6 +67,16 @@ func TestTail(t *testing.T) {
 		assert.Equal(t, []int64{12, 16, 20, 24}, tableIDs(t, tail(t, "--actor", "alice", "--after", "9")))
 		assert.Equal(t, []int64{20, 24}, tableIDs(t, tail(t, "--actor", "alice", "--outcome", "success", "-n", "2")))
 	})
+	t.Run("help", func(t *testing.T) {
+		r := runCLI(t, "", "tail", "--help")
+		require.Equal(t, 0, r.code, r)
+		for _, w := range []string{"--follow", "--after", "--lines", "--json", "--actor", "--since", "immutable", "Ctrl-C"} {
+			assert.Contains(t, r.stdout, w)
+		}
+		r = runCLI(t, "", "verify", "--help")
+		require.Equal(t, 0, r.code, r)
+		assert.Contains(t, r.stdout, "--jsonl")
+	})
 	t.Run("usage errors", func(t *testing.T) {
 		for _, args := range [][]string{{"-n", "-1"}, {"-n", "3", "--after", "4"}, {"--after", "-2"}, {"--lines", "x"}} {
 			r := runCLI(t, "", append([]string{"--db", path, "tail"}, args...)...)
