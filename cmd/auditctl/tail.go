@@ -42,8 +42,10 @@ printed as --after.
 Like the other read commands tail opens a SQLite log read-only, but with
 --follow never as immutable: an immutable reader assumes the file does not
 change and would miss, or misread, what a writer that starts later
-commits. So on a log in WAL mode tail --follow uses the -shm file beside
-it, which SQLite may need to create.
+commits. On a log in WAL mode, SQLite then reads through the -wal and -shm
+files beside it, and creates them when no writer is at work (they stay, as
+a writer would leave them); in a directory it may not write, tail --follow
+of such a log fails to open (exit 2), while tail without --follow reads it.
 
 An entry that cannot be read is named by ID on stderr and skipped; without
 --follow tail then exits 1. A failed read while following is printed on
