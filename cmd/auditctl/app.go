@@ -37,6 +37,7 @@ type app struct {
 	table   string // --table
 	keyFile string // --key-file
 	verbose bool   // --verbose
+	follow  bool   // tail --follow: see sqliteOption
 }
 
 func (a *app) rootCmd() *cobra.Command {
@@ -75,6 +76,7 @@ usage error or when the database cannot be opened; 130 when interrupted
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log the library's warnings and errors to stderr")
 
 	root.AddCommand(a.listCmd(), a.countCmd(), a.verifyCmd(), a.exportCmd(), a.pruneCmd(), a.statsCmd())
+	root.AddCommand(a.tailCmd())
 	return root
 }
 
@@ -126,7 +128,7 @@ func (a *app) open(ctx context.Context, cmd *cobra.Command) (*audit.AuditService
 		if err := checkSQLiteTable(ctx, a.db, a.table); err != nil {
 			return nil, openError(err)
 		}
-		opts = append(opts, audit.WithSQLite(a.db))
+		opts = append(opts, a.sqliteOption())
 	case driverPostgres:
 		if flags.Changed("db") {
 			return nil, usageErrorf("--db names a SQLite file; with --driver postgres use --dsn")
