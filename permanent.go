@@ -173,7 +173,7 @@ func (st *store) checkSchema(ctx context.Context, sess *session, cause error, he
 	}
 	_ = rows.Close()
 
-	indexes := q.objects[2:] // after the table and the chain heads
+	indexes := q.indexes
 	phs := make([]string, len(indexes))
 	args := make([]any, 0, len(indexes)+1)
 	for i, name := range indexes {

@@ -42,7 +42,8 @@ type queries struct {
 	outboxDel  string   // DELETE ... WHERE seq IN (: followed by placeholders and ")"
 	logID      string   // arg: table name; the log's id
 	initLog    string   // args: table name, a new log id
-	objects    []string // the tables and indexes the schema creates
+	objects    []string // the tables and indexes the schema creates: tables, then indexes
+	indexes    []string // the indexes among objects
 	objCount   string   // args: objects; counts those that exist
 	headCount  string   // arg: table name; counts its chain head row
 }
@@ -90,6 +91,7 @@ func newQueries(d *dialect, table string) queries {
 	for _, col := range filterColumns {
 		index := ident(table, "_"+col+"_idx")
 		q.objects = append(q.objects, index)
+		q.indexes = append(q.indexes, index)
 		q.schema = append(q.schema, `CREATE INDEX IF NOT EXISTS `+quote(index)+` ON `+t+` (`+col+d.indexSuffix+`)`)
 	}
 	phs := make([]string, len(q.objects))
