@@ -50,6 +50,8 @@ type AuditService struct {
 	retainDone chan struct{} // nil without WithRetention
 	retainStop context.CancelFunc
 
+	pub *publisher // signs automatic checkpoints (publish.go); nil without WithSigner // HOOK(merkle)
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 
@@ -102,6 +104,7 @@ func New(opts ...Option) (*AuditService, error) {
 	}
 	s.writerCtx, s.cancelW = context.WithCancel(context.Background())
 	go s.runWriter()
+	s.pub = s.startPublisher() // HOOK(merkle)
 	if cfg.retention > 0 {
 		var ctx context.Context
 		ctx, s.retainStop = context.WithCancel(context.Background())
@@ -144,6 +147,9 @@ func (s *AuditService) Record(ctx context.Context, e Entry) error {
 	}
 	if it.done == nil {
 		return nil
+	}
+	if err := s.keyCheck(ctx); err != nil { // HOOK(merkle): the entry stays queued
+		return fmt.Errorf("audit: record: %w", err)
 	}
 	select {
 	case err := <-it.done:
@@ -203,6 +209,9 @@ func (s *AuditService) Flush(ctx context.Context) error {
 	}
 	if s.queued.Load() == 0 {
 		return nil // nothing accepted is uncommitted
+	}
+	if err := s.keyCheck(ctx); err != nil { // HOOK(merkle): a writer that cannot write
+		return fmt.Errorf("audit: flush: %w", err)
 	}
 	barrier := item{done: make(chan error, 1)}
 	err := s.enqueue(ctx, barrier, false)
@@ -269,6 +278,7 @@ func (s *AuditService) shutdown(ctx context.Context) error {
 		}
 	}
 	s.cancelW()
+	s.stopPublisher(ctx) // HOOK(merkle): the last checkpoint, before the database closes
 
 	// Queries that began before Shutdown finish on an open database
 	// (unless ctx ends first); those that wait for useMu find closed set.

@@ -94,6 +94,9 @@ func (s *AuditService) pruneOnce(ctx context.Context, sess *session, cutoff stri
 		if _, err := tx.ExecContext(ctx, sess.q.checkpoint, lastID, lastHash, sess.q.key); err != nil {
 			return fmt.Errorf("keep checkpoint: %w", err)
 		}
+		if err := s.authPrune(ctx, tx, sess, lastID, lastHash); err != nil { // HOOK(merkle)
+			return err
+		}
 		return nil
 	})
 	if err != nil {

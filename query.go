@@ -59,6 +59,7 @@ type queries struct {
 	objects    []string // the tables and indexes the schema creates
 	objCount   string   // args: objects; counts those that exist
 	headCount  string   // arg: table name; counts its chain head row
+	tree       treeSQL  // the Merkle tree's tables (tree.go) // HOOK(merkle)
 }
 
 func newQueries(d dialect, table string) queries {
@@ -101,6 +102,9 @@ func newQueries(d dialect, table string) queries {
 		q.objects = append(q.objects, index)
 		q.schema = append(q.schema, `CREATE INDEX IF NOT EXISTS `+quote(index)+` ON `+t+` (`+col+idSuffix+`)`)
 	}
+	// HOOK(merkle): the Merkle tree's tables.
+	q.tree = newTreeSQL(d, table, q.key)
+	q.schema, q.objects = append(q.schema, q.tree.schema...), append(q.objects, q.tree.objects...)
 	phs := make([]string, len(q.objects))
 	for i := range phs {
 		phs[i] = d.ph(i + 1)
@@ -326,12 +330,16 @@ func scanRow(rows *sql.Rows) (id int64, r record, prevHash, hash string, err err
 // services write the table.
 func (s *AuditService) insertBatch(ctx context.Context, sess *session, recs []*record) error {
 	text := insertTextOf(&sess.q)
+	if err := sess.refuseWrite(); err != nil { // HOOK(merkle): the chain key must match the log's
+		return err
+	}
 	return s.writeTx(ctx, sess, func(tx execer) error {
 		var lastID int64
 		var lastHash string
 		if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&lastID, &lastHash); err != nil {
 			return fmt.Errorf("read chain head: %w", err)
 		}
+		firstID, firstPrev, hashes := lastID+1, lastHash, make([]string, 0, len(recs)) // HOOK(merkle)
 		// On SQLite, compiling a multi-row INSERT costs about as much per
 		// row as binding its values: a batch prepares one of
 		// sqliteInsertRows rows once and runs it for every full chunk.
@@ -363,6 +371,7 @@ func (s *AuditService) insertBatch(ctx context.Context, sess *session, recs []*r
 				}
 				args = append(args, lastID, r.time, r.eventType, r.actor, r.resource, r.outcome, r.requestID, details, lastHash, hash)
 				lastHash = hash
+				hashes = append(hashes, hash) // HOOK(merkle)
 			}
 			var err error
 			if full != nil && len(chunk) == rowsPer {
@@ -373,6 +382,9 @@ func (s *AuditService) insertBatch(ctx context.Context, sess *session, recs []*r
 			if err != nil {
 				return fmt.Errorf("insert %d entries: %w", len(chunk), err)
 			}
+		}
+		if err := s.treeAppend(ctx, tx, sess, firstID, firstPrev, hashes); err != nil { // HOOK(merkle): advance the tree
+			return fmt.Errorf("advance the Merkle tree: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, sess.q.setHead, lastID, lastHash, sess.q.key); err != nil {
 			return fmt.Errorf("advance chain head: %w", err)

@@ -45,6 +45,7 @@ type session struct {
 	owned bool      // the service opened it: Shutdown closes it
 	keep  *sql.Conn // holds a shared in-memory database alive; nil otherwise
 	q     queries
+	tree  *treeSession // the Merkle tree (treeopen.go); set by open // HOOK(merkle)
 
 	path string      // the SQLite file that WithSQLite opened; see watch.go
 	file os.FileInfo // its identity when opened; nil when not watched
@@ -127,6 +128,7 @@ func (s *AuditService) open(ctx context.Context) (*session, error) {
 		}
 		s.carry = nil
 	}
+	s.openTree(ctx, sess) // HOOK(merkle): build the tree of an older log, check the chain key
 	if watched {
 		// Taken after the schema exists, so the file does too.
 		if sess.file, err = os.Stat(s.cfg.sqlitePath); err != nil {

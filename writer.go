@@ -123,6 +123,7 @@ func (s *AuditService) commitWithRetry(recs []*record) bool {
 			s.written.Add(uint64(len(recs)))
 			s.batches.Add(1)
 			s.queued.Add(-int64(len(recs)))
+			s.pub.grew(len(recs)) // HOOK(merkle)
 			return true
 		}
 		select {
