@@ -343,3 +343,36 @@ func TestThreeProcessesKeepOneTree(t *testing.T) {
 		require.NoError(t, err)
 	})
 }
+
+// TestFileReplacementKeepsTheTree: the library continues the chain in a new
+// file when the old one is deleted (watch.go), and carries the tree, so a
+// checkpoint of the old file still verifies on the new one.
+func TestFileReplacementKeepsTheTree(t *testing.T) {
+	ctx := context.Background()
+	signer, v := testKeys(t, "audit.test")
+	path := tempDB(t)
+	opts := []Option{WithSQLite(path), WithSigner(signer), WithChainKey([]byte("k"))}
+	s := newServiceAt(t, opts...)
+	recordN(t, s, 0, 40)
+	cp, err := s.Checkpoint(ctx)
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(path))
+	recordN(t, s, 100, 20)
+	require.Equal(t, uint64(1), s.Stats().Failures, "the replacement was seen")
+	c2, err := s.Checkpoint(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(60), c2.Size)
+	require.NoError(t, s.Close())
+
+	s2 := newServiceAt(t, opts...)
+	rep, err := s2.VerifyCheckpoint(ctx, cp.Note, v)
+	require.NoError(t, err)
+	assert.Equal(t, int64(20), rep.Entries)
+	_, err = s2.VerifySince(ctx, cp.Note, v)
+	require.NoError(t, err)
+	p, err := s2.ConsistencyProof(ctx, cp.Size, c2.Size)
+	require.NoError(t, err)
+	require.NoError(t, VerifyConsistency(cp, c2, p))
+	_, err = s2.Verify(ctx)
+	require.NoError(t, err)
+}

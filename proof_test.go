@@ -166,8 +166,8 @@ func TestKeyMismatchRefusesToWrite(t *testing.T) {
 		wantInText string
 	}{
 		{"no key on a keyed log", []Option{WithChainKey([]byte("k1"))}, nil, "this service has no chain key"},
-		{"another key", []Option{WithChainKey([]byte("k1"))}, []Option{WithChainKey([]byte("k2"))}, "created the chain key with fingerprint"},
-		{"a key on a plain log", nil, []Option{WithChainKey([]byte("k1"))}, "created no chain key"},
+		{"another key", []Option{WithChainKey([]byte("k1"))}, []Option{WithChainKey([]byte("k2"))}, "created under the chain key with fingerprint"},
+		{"a key on a plain log", nil, []Option{WithChainKey([]byte("k1"))}, "created without a chain key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := freshSQLite(t)

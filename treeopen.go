@@ -186,7 +186,11 @@ func (s *AuditService) checkKey(ctx context.Context, sess *session, h treeHead) 
 }
 
 func keyMismatch(logs, mine string) error {
-	return fmt.Errorf("%w: the log was created %s, this service has %s", ErrKeyMismatch, describeKey(logs), describeKey(mine))
+	created := "without a chain key"
+	if logs != "none" {
+		created = "under the chain key with fingerprint " + logs
+	}
+	return fmt.Errorf("%w: the log was created %s, this service has %s", ErrKeyMismatch, created, describeKey(mine))
 }
 
 func describeKey(fp string) string {
@@ -214,4 +218,67 @@ func (s *AuditService) keyCheck(ctx context.Context) error {
 		return nil // the writer retries the open; Flush waits as usual
 	}
 	return sess.refuseWrite()
+}
+
+// treeCarry is a tree carried from a replaced SQLite file to the new file
+// at its path (watch.go), so that checkpoints taken before the replacement
+// still verify: the tree head and every tile.
+type treeCarry struct {
+	head  treeHead
+	keys  []tileKey
+	tiles [][]byte
+}
+
+// readTreeCarry reads the tree of the file that sess opened, or returns nil
+// (logged) if it cannot: the new file then starts a new tree.
+func (s *AuditService) readTreeCarry(ctx context.Context, sess *session) *treeCarry {
+	ts := &sess.q.tree
+	c := &treeCarry{}
+	err := func() error {
+		h, ok, err := readTreeHead(ctx, sess.sqlDB, ts)
+		if err != nil || !ok {
+			return fmt.Errorf("no tree head: %w", err)
+		}
+		c.head = h
+		rows, err := sess.sqlDB.QueryContext(ctx, ts.allTiles, ts.key)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k tileKey
+			var data []byte
+			if err := rows.Scan(&k.level, &k.n, &data); err != nil {
+				return err
+			}
+			c.keys, c.tiles = append(c.keys, k), append(c.tiles, data)
+		}
+		return rows.Err()
+	}()
+	if err != nil {
+		s.log.Error("audit: the replaced file's Merkle tree cannot be read: the new file starts a new tree", "err", err)
+		return nil
+	}
+	return c
+}
+
+// continueTree writes the carried tree into the new file, in tx, with the
+// carried head as its authenticated prune checkpoint. Hook of
+// continueChain, for an empty new file only.
+func (s *AuditService) continueTree(ctx context.Context, tx execer, sess *session, c *treeCarry, lastID int64, lastHash string) error {
+	if c == nil || c.head.base+c.head.size != lastID {
+		return nil // no tree, or one that lags: openTree starts a new one
+	}
+	ts := &sess.q.tree
+	if _, err := tx.ExecContext(ctx, ts.initHead, ts.key, c.head.base, c.head.keyFP, lastID, lastHash); err != nil {
+		return fmt.Errorf("carry the tree head: %w", err)
+	}
+	e := &treeEdge{size: c.head.size, dirty: map[tileKey][]byte{}}
+	for i, k := range c.keys {
+		e.mark(k, c.tiles[i])
+	}
+	if err := writeEdge(ctx, tx, ts, e); err != nil {
+		return fmt.Errorf("carry the tree: %w", err)
+	}
+	return s.authPrune(ctx, tx, sess, lastID, lastHash)
 }

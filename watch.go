@@ -30,6 +30,7 @@ const fileCheckEvery = 2 * time.Second
 type chainHead struct {
 	lastID, prunedID     int64
 	lastHash, prunedHash string
+	tree                 *treeCarry // the Merkle tree, carried to the new file (treeopen.go) // HOOK(merkle)
 }
 
 // fileChanged reports whether the file that sess opened is no longer the
@@ -63,6 +64,7 @@ func (s *AuditService) checkFile(ctx context.Context, sess *session) bool {
 		s.log.Error("audit: the database file was deleted or replaced, and its chain head cannot be read: the new file starts a new chain",
 			"path", sess.path, "err", err)
 	} else {
+		head.tree = s.readTreeCarry(ctx, sess) // HOOK(merkle)
 		s.carry = &head
 		s.log.Error("audit: the database file was deleted or replaced; writing continues in a new file at the path, its chain continuing from the last committed head",
 			"path", sess.path, "head_id", head.lastID, "head", head.lastHash)
@@ -117,8 +119,10 @@ func (s *AuditService) continueChain(ctx context.Context, sess *session, carry *
 		}
 		switch {
 		case h.lastID == 0 && h.prunedID == 0:
-			_, err := tx.ExecContext(ctx, sess.q.resetHead, carry.lastID, carry.lastHash, carry.lastID, carry.lastHash, sess.q.key)
-			return err
+			if _, err := tx.ExecContext(ctx, sess.q.resetHead, carry.lastID, carry.lastHash, carry.lastID, carry.lastHash, sess.q.key); err != nil {
+				return err
+			}
+			return s.continueTree(ctx, tx, sess, carry.tree, carry.lastID, carry.lastHash) // HOOK(merkle)
 		case h.lastID == carry.lastID && h.lastHash == carry.lastHash,
 			h.prunedID == carry.lastID && h.prunedHash == carry.lastHash:
 			return nil
