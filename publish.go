@@ -15,7 +15,11 @@ type treeConfig struct {
 	sink       CheckpointSink
 	cpEntries  int
 	cpInterval time.Duration
+	disabled   bool // no tree at all: the baseline of the benchmarks
 }
+
+// withoutTree turns the tree off, for the benchmarks' baseline.
+func withoutTree() Option { return func(c *config) { c.tree.disabled = true } }
 
 // WithSigner makes the service sign checkpoints of its Merkle tree with
 // signer (a note.Signer: an Ed25519 key from note.NewSigner, or a KMS or HSM

@@ -119,18 +119,18 @@ func newTreeSQL(d dialect, table, key string) treeSQL {
 	return ts
 }
 
-// selectTiles returns the SELECT of n tiles by (level, n); args: key, then
-// level and n of each.
+// selectTiles returns the SELECT of n tiles by (level, n); args: key,
+// level and n of each. It is a UNION ALL of lookups by primary key: SQLite
+// would scan the whole table for an OR of them.
 func (ts *treeSQL) selectTiles(n int) string {
 	var b strings.Builder
-	b.WriteString(`SELECT level, n, data FROM ` + TreeTileTable + ` WHERE table_name = ` + ts.d.ph(1) + ` AND (`)
 	for i := range n {
 		if i > 0 {
-			b.WriteString(" OR ")
+			b.WriteString(" UNION ALL ")
 		}
-		b.WriteString("(level = " + ts.d.ph(2+2*i) + " AND n = " + ts.d.ph(3+2*i) + ")")
+		b.WriteString(`SELECT level, n, data FROM ` + TreeTileTable + ` WHERE table_name = ` + ts.d.ph(3*i+1) +
+			` AND level = ` + ts.d.ph(3*i+2) + ` AND n = ` + ts.d.ph(3*i+3))
 	}
-	b.WriteString(")")
 	return b.String()
 }
 
@@ -170,10 +170,9 @@ func (t dbTiles) readTiles(ctx context.Context, keys []tileKey) (map[tileKey][]b
 	out := make(map[tileKey][]byte, len(keys))
 	for start := 0; start < len(keys); start += 100 {
 		chunk := keys[start:min(start+100, len(keys))]
-		args := make([]any, 0, 1+2*len(chunk))
-		args = append(args, t.ts.key)
+		args := make([]any, 0, 3*len(chunk))
 		for _, k := range chunk {
-			args = append(args, k.level, k.n)
+			args = append(args, t.ts.key, k.level, k.n)
 		}
 		rows, err := t.q.QueryContext(ctx, t.ts.selectTiles(len(chunk)), args...)
 		if err != nil {
@@ -402,7 +401,7 @@ func writeEdge(ctx context.Context, tx execer, ts *treeSQL, e *treeEdge) error {
 // catches up, by at most treeBuildChunk entries; one that lags more is left
 // to the build that every open runs.
 func (s *AuditService) treeAppend(ctx context.Context, tx execer, sess *session, firstID int64, prevHash string, hashes []string) error {
-	if len(hashes) == 0 {
+	if len(hashes) == 0 || s.cfg.tree.disabled {
 		return nil
 	}
 	ts := &sess.q.tree

@@ -35,6 +35,9 @@ func keyFingerprint(key []byte) string {
 // tree that lags is built by the next open.
 func (s *AuditService) openTree(ctx context.Context, sess *session) {
 	sess.tree = &treeSession{}
+	if s.cfg.tree.disabled {
+		return
+	}
 	if err := s.prepareTree(ctx, sess); err != nil {
 		s.log.Warn("audit: the Merkle tree could not be brought up to date; the next open retries", "err", err)
 	}
