@@ -164,24 +164,29 @@ func SplitCheckpoints(data []byte) [][]byte {
 	return out
 }
 
-// origin is the origin line of the service's checkpoints.
-func (s *AuditService) origin(sess *session) string {
-	return s.cfg.tree.signer.Name() + "/" + sess.q.key
-}
-
-// Checkpoint signs a checkpoint of the log's tree as it is now, keeps it in
-// CheckpointTable and returns it. It needs [WithSigner]. It does not hand
-// the checkpoint to the sink: automatic checkpoints do.
+// Checkpoint signs a checkpoint of the log's tree as it is now with the
+// signer of [WithSigner], keeps it in CheckpointTable and returns it. It
+// does not hand the checkpoint to the sink: automatic checkpoints do.
 func (s *AuditService) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	if s.cfg.tree.signer == nil {
 		return Checkpoint{}, errors.New("audit: checkpoint: no signer (see WithSigner)")
+	}
+	return s.SignCheckpoint(ctx, s.cfg.tree.signer)
+}
+
+// SignCheckpoint is Checkpoint with the given signer, for tools that hold
+// a signer key but did not open the service with it. The origin line is
+// the signer's name, "/", and the table's name.
+func (s *AuditService) SignCheckpoint(ctx context.Context, signer note.Signer) (Checkpoint, error) {
+	if signer == nil {
+		return Checkpoint{}, errors.New("audit: checkpoint: nil signer")
 	}
 	sess, done, err := s.ready(ctx, "checkpoint")
 	if err != nil {
 		return Checkpoint{}, err
 	}
 	defer done()
-	c, err := s.signCheckpoint(ctx, sess)
+	c, err := s.signCheckpoint(ctx, sess, signer)
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("audit: checkpoint: %w", err)
 	}
@@ -190,13 +195,13 @@ func (s *AuditService) Checkpoint(ctx context.Context) (Checkpoint, error) {
 
 // signCheckpoint reads the tree's size and root in one read transaction,
 // signs them and stores the checkpoint.
-func (s *AuditService) signCheckpoint(ctx context.Context, sess *session) (Checkpoint, error) {
+func (s *AuditService) signCheckpoint(ctx context.Context, sess *session, signer note.Signer) (Checkpoint, error) {
 	c, err := s.currentTree(ctx, sess)
 	if err != nil {
 		return c, err
 	}
-	c.Origin = s.origin(sess)
-	if c.Note, err = note.Sign(&note.Note{Text: c.Text()}, s.cfg.tree.signer); err != nil {
+	c.Origin = signer.Name() + "/" + sess.q.key
+	if c.Note, err = note.Sign(&note.Note{Text: c.Text()}, signer); err != nil {
 		return c, fmt.Errorf("sign: %w", err)
 	}
 	ts := &sess.q.tree
@@ -265,6 +270,9 @@ func pruneText(table string, id int64, hash string, size int64) string {
 // authPrune keeps (id, hash) as the authenticated prune checkpoint, in tx,
 // with the tree's size now. Prune's hook (and the tree head's creation).
 func (s *AuditService) authPrune(ctx context.Context, tx execer, sess *session, id int64, hash string) error {
+	if err := sess.refuseWrite(); err != nil {
+		return err // a prune under another key could not be authenticated
+	}
 	ts := &sess.q.tree
 	h, ok, err := readTreeHead(ctx, tx, ts)
 	if err != nil || !ok {

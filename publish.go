@@ -197,7 +197,7 @@ func (s *AuditService) publish(ctx context.Context, last *int64) {
 	if cur.Size <= *last {
 		return
 	}
-	c, err := s.signCheckpoint(ctx, sess)
+	c, err := s.signCheckpoint(ctx, sess, s.cfg.tree.signer)
 	if err != nil {
 		fail("signing", err)
 		return

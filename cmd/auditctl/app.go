@@ -72,6 +72,13 @@ command fails; 2 on a usage error or when the database cannot be opened.`,
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log the library's warnings and errors to stderr")
 
 	root.AddCommand(a.listCmd(), a.countCmd(), a.verifyCmd(), a.exportCmd(), a.pruneCmd(), a.statsCmd())
+	// HOOK(merkle): the Merkle tree's commands and verify's --checkpoint (tree.go).
+	for _, c := range root.Commands() {
+		if c.Name() == "verify" {
+			a.extendVerify(c)
+		}
+	}
+	root.AddCommand(a.keygenCmd(), a.checkpointCmd(), a.proveCmd())
 	return root
 }
 
