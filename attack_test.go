@@ -92,6 +92,7 @@ func TestAttacksFailAgainstACheckpoint(t *testing.T) {
 			st.exec(t, "DELETE FROM "+ChainTable+" WHERE $HEAD")
 			st.exec(t, "DELETE FROM "+TreeHeadTable+" WHERE $HEAD")
 			st.exec(t, "DELETE FROM "+TreeTileTable+" WHERE $HEAD")
+			st.exec(t, "DELETE FROM "+TreeEdgeTable+" WHERE $HEAD")
 		}},
 		{name: "truncate the newest, head rewritten", keyed: true, do: func(t *testing.T, st *store, _ []Option) {
 			st.exec(t, "DELETE FROM $TABLE WHERE id > 90")
@@ -118,6 +119,7 @@ func TestAttacksFailAgainstACheckpoint(t *testing.T) {
 			forgeFrom(t, st, 50)
 			st.exec(t, "DELETE FROM "+TreeHeadTable+" WHERE $HEAD")
 			st.exec(t, "DELETE FROM "+TreeTileTable+" WHERE $HEAD")
+			st.exec(t, "DELETE FROM "+TreeEdgeTable+" WHERE $HEAD")
 			// A service opening it builds a tree consistent with the forgery.
 			s := st.service(t)
 			_, err := s.Verify(context.Background())

@@ -95,7 +95,7 @@ func TestHostTableNamesRefused(t *testing.T) {
 	}
 	require.NoError(t, rows.Err())
 	require.NoError(t, rows.Close())
-	assert.Equal(t, []string{chainTable, CheckpointTable, DefaultTable, TreeHeadTable, TreeTileTable}, tables, "no unexpected tables") // merkle: the tree's tables
+	assert.Equal(t, []string{chainTable, CheckpointTable, DefaultTable, TreeEdgeTable, TreeHeadTable, TreeTileTable}, tables, "no unexpected tables") // merkle: the tree's tables
 	n, err := s.Count(ctx, Filter{})
 	require.NoError(t, err)
 	assert.Equal(t, int64(5), n)

@@ -144,6 +144,7 @@ func TestTreeBuiltForAnOlderLog(t *testing.T) {
 		require.NoError(t, s.Close())
 		// As the log was before the tree existed.
 		st.exec(t, "DELETE FROM "+TreeTileTable+" WHERE $HEAD")
+		st.exec(t, "DELETE FROM "+TreeEdgeTable+" WHERE $HEAD")
 		st.exec(t, "DELETE FROM "+TreeHeadTable+" WHERE $HEAD")
 
 		signer, verifier := testKeys(t, "audit.test")

@@ -31,8 +31,12 @@ import (
 // Tables beside the entries. Adapters that audit a database's tables never
 // audit these.
 const (
-	// TreeTileTable holds the tiles of every audit table's Merkle tree.
+	// TreeTileTable holds the full tiles of every audit table's Merkle
+	// tree: written once, in key order, never changed.
 	TreeTileTable = "audit_tree_tiles"
+	// TreeEdgeTable holds the tiles not full yet: at most one per level
+	// and audit table, rewritten as the tree grows.
+	TreeEdgeTable = "audit_tree_edges"
 	// TreeHeadTable holds one row per audit table: its tree's size, the
 	// fingerprint of its chain key and its authenticated prune checkpoint.
 	TreeHeadTable = "audit_tree_heads"
@@ -63,10 +67,10 @@ type treeSQL struct {
 	setKey     string // args: key_fp, key
 	setPrune   string // args: prune_id, prune_hash, prune_size, prune_mac, prune_note, key
 	anyTile    string // arg: key; counts at most one tile
-	allTiles   string // arg: key -> level, n, data
+	allTiles   string // args: key, key -> level, n, data
 	leaves     string // args: after id, limit -> id, hash of the entries
 	entryHash  string // arg: id -> hash
-	leafTiles  string // args: key, first n, last n -> n, data of level-0 tiles in order
+	leafTiles  string // args: (key, first n, last n) twice -> n, data of level-0 tiles in order
 	putCP      string // args: key, size, note
 	lastCP     string // arg: key -> size, note of the largest checkpoint
 	chainTable string
@@ -85,6 +89,12 @@ func newTreeSQL(d dialect, table, key string) treeSQL {
 	n BIGINT NOT NULL,
 	data ` + blob + ` NOT NULL,
 	PRIMARY KEY (table_name, level, n))` + noRowid,
+		`CREATE TABLE IF NOT EXISTS ` + TreeEdgeTable + ` (
+	table_name TEXT NOT NULL,
+	level INTEGER NOT NULL,
+	n BIGINT NOT NULL,
+	data ` + blob + ` NOT NULL,
+	PRIMARY KEY (table_name, level))` + noRowid,
 		`CREATE TABLE IF NOT EXISTS ` + TreeHeadTable + ` (
 	table_name TEXT PRIMARY KEY,
 	base BIGINT NOT NULL,
@@ -101,7 +111,7 @@ func newTreeSQL(d dialect, table, key string) treeSQL {
 	note TEXT NOT NULL,
 	PRIMARY KEY (table_name, size))`,
 	}
-	ts.objects = []string{TreeTileTable, TreeHeadTable, CheckpointTable}
+	ts.objects = []string{TreeTileTable, TreeEdgeTable, TreeHeadTable, CheckpointTable}
 	p := d.ph
 	ts.head = `SELECT base, size, key_fp, prune_id, prune_hash, prune_size, prune_mac, prune_note FROM ` + TreeHeadTable + ` WHERE table_name = ` + p(1)
 	ts.initHead = `INSERT INTO ` + TreeHeadTable + ` (table_name, base, size, key_fp, prune_id, prune_hash) VALUES (` + p(1) + `, ` + p(2) + `, 0, ` + p(3) + `, ` + p(4) + `, ` + p(5) + `) ON CONFLICT (table_name) DO NOTHING`
@@ -110,27 +120,46 @@ func newTreeSQL(d dialect, table, key string) treeSQL {
 	ts.setPrune = `UPDATE ` + TreeHeadTable + ` SET prune_id = ` + p(1) + `, prune_hash = ` + p(2) + `, prune_size = ` + p(3) +
 		`, prune_mac = ` + p(4) + `, prune_note = ` + p(5) + ` WHERE table_name = ` + p(6)
 	ts.anyTile = `SELECT COUNT(*) FROM (SELECT 1 FROM ` + TreeTileTable + ` WHERE table_name = ` + p(1) + ` LIMIT 1) t`
-	ts.allTiles = `SELECT level, n, data FROM ` + TreeTileTable + ` WHERE table_name = ` + p(1)
+	ts.allTiles = `SELECT level, n, data FROM ` + TreeTileTable + ` WHERE table_name = ` + p(1) +
+		` UNION ALL SELECT level, n, data FROM ` + TreeEdgeTable + ` WHERE table_name = ` + p(2) + ` AND LENGTH(data) > 0`
 	ts.leaves = `SELECT id, hash FROM ` + quote(table) + ` WHERE id > ` + p(1) + ` ORDER BY id LIMIT ` + p(2)
-	ts.leafTiles = `SELECT n, data FROM ` + TreeTileTable + ` WHERE table_name = ` + p(1) + ` AND level = 0 AND n >= ` + p(2) + ` AND n <= ` + p(3) + ` ORDER BY n`
+	ts.leafTiles = `SELECT n, data FROM (SELECT n, data FROM ` + TreeTileTable + ` WHERE table_name = ` + p(1) + ` AND level = 0 AND n >= ` + p(2) + ` AND n <= ` + p(3) +
+		` UNION ALL SELECT n, data FROM ` + TreeEdgeTable + ` WHERE table_name = ` + p(4) + ` AND level = 0 AND n >= ` + p(5) + ` AND n <= ` + p(6) + ` AND LENGTH(data) > 0) u ORDER BY n`
 	ts.entryHash = `SELECT hash FROM ` + quote(table) + ` WHERE id = ` + p(1)
 	ts.putCP = `INSERT INTO ` + CheckpointTable + ` (table_name, size, note) VALUES (` + p(1) + `, ` + p(2) + `, ` + p(3) + `) ON CONFLICT (table_name, size) DO NOTHING`
 	ts.lastCP = `SELECT size, note FROM ` + CheckpointTable + ` WHERE table_name = ` + p(1) + ` ORDER BY size DESC LIMIT 1`
 	return ts
 }
 
-// selectTiles returns the SELECT of n tiles by (level, n); args: key,
-// level and n of each. It is a UNION ALL of lookups by primary key: SQLite
-// would scan the whole table for an OR of them.
+// selectTiles returns the SELECT of n tiles by (level, n), full or not;
+// args: key, level and n of each, twice. It is a UNION ALL of lookups by
+// primary key: SQLite would scan the whole table for an OR of them.
 func (ts *treeSQL) selectTiles(n int) string {
 	var b strings.Builder
 	for i := range n {
 		if i > 0 {
 			b.WriteString(" UNION ALL ")
 		}
-		b.WriteString(`SELECT level, n, data FROM ` + TreeTileTable + ` WHERE table_name = ` + ts.d.ph(3*i+1) +
-			` AND level = ` + ts.d.ph(3*i+2) + ` AND n = ` + ts.d.ph(3*i+3))
+		b.WriteString(`SELECT level, n, data FROM ` + TreeTileTable + ` WHERE table_name = ` + ts.d.ph(6*i+1) +
+			` AND level = ` + ts.d.ph(6*i+2) + ` AND n = ` + ts.d.ph(6*i+3) +
+			` UNION ALL SELECT level, n, data FROM ` + TreeEdgeTable + ` WHERE table_name = ` + ts.d.ph(6*i+4) +
+			` AND level = ` + ts.d.ph(6*i+5) + ` AND n = ` + ts.d.ph(6*i+6))
 	}
+	return b.String()
+}
+
+// putEdges returns the upsert of n tiles not full yet; args: key, level,
+// n, data of each (one per level).
+func (ts *treeSQL) putEdges(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO ` + TreeEdgeTable + ` (table_name, level, n, data) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(" + ts.d.ph(4*i+1) + "," + ts.d.ph(4*i+2) + "," + ts.d.ph(4*i+3) + "," + ts.d.ph(4*i+4) + ")")
+	}
+	b.WriteString(` ON CONFLICT (table_name, level) DO UPDATE SET n = excluded.n, data = excluded.data`)
 	return b.String()
 }
 
@@ -170,9 +199,9 @@ func (t dbTiles) readTiles(ctx context.Context, keys []tileKey) (map[tileKey][]b
 	out := make(map[tileKey][]byte, len(keys))
 	for start := 0; start < len(keys); start += 100 {
 		chunk := keys[start:min(start+100, len(keys))]
-		args := make([]any, 0, 3*len(chunk))
+		args := make([]any, 0, 6*len(chunk))
 		for _, k := range chunk {
-			args = append(args, t.ts.key, k.level, k.n)
+			args = append(args, t.ts.key, k.level, k.n, t.ts.key, k.level, k.n)
 		}
 		rows, err := t.q.QueryContext(ctx, t.ts.selectTiles(len(chunk)), args...)
 		if err != nil {
@@ -185,7 +214,9 @@ func (t dbTiles) readTiles(ctx context.Context, keys []tileKey) (map[tileKey][]b
 				rows.Close()
 				return nil, fmt.Errorf("read tree tiles: %w", err)
 			}
-			out[k] = data
+			if len(data) > len(out[k]) {
+				out[k] = data
+			}
 		}
 		if err := rows.Close(); err != nil {
 			return nil, err
@@ -268,9 +299,11 @@ func (e *treeEdge) append(h tlog.Hash) {
 		if len(e.tiles[l]) < tileWidth*tlog.HashSize {
 			break
 		}
-		// The tile is full: its hash is the next hash of the level above.
+		// The tile is full: its hash is the next hash of the level above,
+		// and the next tile of this level is empty.
 		h = tileRoot(e.tiles[l])
 		e.tiles[l] = e.tiles[l][:0:0]
+		e.mark(tileKey{l, n>>treeHeight + 1}, nil)
 		n >>= treeHeight
 	}
 	e.size++
@@ -298,7 +331,7 @@ func tileRoot(data []byte) tlog.Hash {
 func (e *treeEdge) changed() ([]tileKey, [][]byte) {
 	data := make([][]byte, len(e.order))
 	for i, k := range e.order {
-		data[i] = append([]byte(nil), e.dirty[k]...)
+		data[i] = append([]byte{}, e.dirty[k]...)
 	}
 	return e.order, data
 }
@@ -374,18 +407,30 @@ func readTreeHead(ctx context.Context, q execer, ts *treeSQL) (h treeHead, ok bo
 	return h, true, nil
 }
 
-// writeEdge stores the tiles e changed and the new tree size.
+// writeEdge stores the tiles e changed and the new tree size: full tiles
+// in TreeTileTable, where they are appended in key order and never change
+// (so its pages fill up), the others in TreeEdgeTable.
 func writeEdge(ctx context.Context, tx execer, ts *treeSQL, e *treeEdge) error {
 	keys, data := e.changed()
-	const perStmt = 64
-	for start := 0; start < len(keys); start += perStmt {
-		end := min(start+perStmt, len(keys))
-		args := make([]any, 0, 4*(end-start))
-		for i := start; i < end; i++ {
-			args = append(args, ts.key, keys[i].level, keys[i].n, data[i])
+	var full, part []any
+	for i, k := range keys {
+		row := []any{ts.key, k.level, k.n, data[i]}
+		if len(data[i]) == tileWidth*tlog.HashSize {
+			full = append(full, row...)
+		} else {
+			part = append(part, row...)
 		}
-		if _, err := tx.ExecContext(ctx, ts.putTiles(end-start), args...); err != nil {
-			return fmt.Errorf("write tree tiles: %w", err)
+	}
+	const perStmt = 64
+	for _, w := range []struct {
+		args []any
+		text func(int) string
+	}{{full, ts.putTiles}, {part, ts.putEdges}} {
+		for start := 0; start < len(w.args); start += 4 * perStmt {
+			end := min(start+4*perStmt, len(w.args))
+			if _, err := tx.ExecContext(ctx, w.text((end-start)/4), w.args[start:end]...); err != nil {
+				return fmt.Errorf("write tree tiles: %w", err)
+			}
 		}
 	}
 	if _, err := tx.ExecContext(ctx, ts.setSize, e.size, ts.key); err != nil {

@@ -104,14 +104,20 @@ func FuzzTamperOneByte(f *testing.F) {
 			val[int(pos)/len(tamperColumns)%len(val)] ^= delta
 			_, err = db.Exec("UPDATE audit_entries SET "+col+" = ? WHERE id = ?", string(val), id)
 			require.NoError(t, err)
-		case 1: // a tree hash
+		case 1: // a tree hash, in a full tile or one not full yet
+			const all = "SELECT 't' AS tab, level, n, data FROM " + TreeTileTable + " UNION ALL SELECT 'e', level, n, data FROM " + TreeEdgeTable + " WHERE LENGTH(data) > 0"
 			var tiles int
-			require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM "+TreeTileTable).Scan(&tiles))
+			require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM ("+all+")").Scan(&tiles))
+			var tab string
 			var level, n int64
 			var data []byte
-			require.NoError(t, db.QueryRow("SELECT level, n, data FROM "+TreeTileTable+" ORDER BY level, n LIMIT 1 OFFSET ?", int(which)%tiles).Scan(&level, &n, &data))
+			require.NoError(t, db.QueryRow("SELECT tab, level, n, data FROM ("+all+") ORDER BY tab, level, n LIMIT 1 OFFSET ?", int(which)%tiles).Scan(&tab, &level, &n, &data))
 			data[int(pos)%len(data)] ^= delta
-			_, err = db.Exec("UPDATE "+TreeTileTable+" SET data = ? WHERE level = ? AND n = ?", data, level, n)
+			table := TreeTileTable
+			if tab == "e" {
+				table = TreeEdgeTable
+			}
+			_, err = db.Exec("UPDATE "+table+" SET data = ? WHERE level = ? AND n = ?", data, level, n)
 			require.NoError(t, err)
 		case 2: // the checkpoint
 			cp[int(pos)%len(cp)] ^= delta

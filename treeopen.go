@@ -243,7 +243,7 @@ func (s *AuditService) readTreeCarry(ctx context.Context, sess *session) *treeCa
 			return fmt.Errorf("no tree head: %w", err)
 		}
 		c.head = h
-		rows, err := sess.sqlDB.QueryContext(ctx, ts.allTiles, ts.key)
+		rows, err := sess.sqlDB.QueryContext(ctx, ts.allTiles, ts.key, ts.key)
 		if err != nil {
 			return err
 		}

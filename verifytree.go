@@ -68,7 +68,7 @@ func readLeafHashes(ctx context.Context, q execer, ts *treeSQL, from, to int64) 
 	out := make([]tlog.Hash, 0, to-from)
 	for t := from / tileWidth; t*tileWidth < to; t += 256 {
 		last := min(t+255, (to-1)/tileWidth)
-		rows, err := q.QueryContext(ctx, ts.leafTiles, ts.key, t, last)
+		rows, err := q.QueryContext(ctx, ts.leafTiles, ts.key, t, last, ts.key, t, last)
 		if err != nil {
 			return nil, fmt.Errorf("read tree tiles: %w", err)
 		}
