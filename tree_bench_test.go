@@ -190,8 +190,6 @@ func tableBytes(tb testing.TB, path string) float64 {
 	return n
 }
 
-
-
 // BenchmarkTreeStorage measures what the tree adds to a SQLite file: the
 // same 100,000 entries in two files, one with its tree built, one without;
 // it reports the difference in file size per entry ("B/entry").
