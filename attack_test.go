@@ -135,7 +135,7 @@ func TestAttacksFailAgainstACheckpoint(t *testing.T) {
 			require.NoError(t, err)
 			tx, err := sess.sqlDB.Begin()
 			require.NoError(t, err)
-			e, err := loadEdge(context.Background(), dbTiles{tx, &sess.q.tree}, 109)
+			e, err := loadEdge(context.Background(), dbTiles{tx, &sess.q.tree, 0}, 109)
 			require.NoError(t, err)
 			for _, h := range hashesFrom(t, st, 110) {
 				lh, _ := leafHash(h)

@@ -225,7 +225,7 @@ func (s *AuditService) currentTree(ctx context.Context, sess *session) (Checkpoi
 	if !ok {
 		return Checkpoint{}, errors.New("the log has no tree head")
 	}
-	root, err := treeRoot(ctx, tx, &sess.q.tree, h.size)
+	root, err := treeRoot(ctx, tx, &sess.q.tree, h)
 	if err != nil {
 		return Checkpoint{}, err
 	}

@@ -43,7 +43,7 @@ func (s *AuditService) InclusionProof(ctx context.Context, id, treeSize int64) (
 		if treeSize < 1 || treeSize > h.size || index < 0 || index >= treeSize {
 			return fmt.Errorf("entry %d (leaf %d) is not in a tree of size %d (the log's tree has %d leaves)", id, index, treeSize, h.size)
 		}
-		proof, err := tlog.ProveRecord(treeSize, index, hashReader{ctx, dbTiles{tx, &sess.q.tree}})
+		proof, err := tlog.ProveRecord(treeSize, index, hashReader{ctx, dbTiles{tx, &sess.q.tree, h.base}})
 		if err != nil {
 			return err
 		}
@@ -63,7 +63,7 @@ func (s *AuditService) ConsistencyProof(ctx context.Context, oldSize, newSize in
 			return fmt.Errorf("sizes %d and %d: want 0 < old <= new <= %d (the tree's size)", oldSize, newSize, h.size)
 		}
 		var err error
-		p, err = tlog.ProveTree(newSize, oldSize, hashReader{ctx, dbTiles{tx, &sess.q.tree}})
+		p, err = tlog.ProveTree(newSize, oldSize, hashReader{ctx, dbTiles{tx, &sess.q.tree, h.base}})
 		return err
 	})
 	return p, err

@@ -88,6 +88,9 @@ func (s *AuditService) pruneOnce(ctx context.Context, sess *session, cutoff stri
 		if n == 0 {
 			return nil
 		}
+		if err := s.keepLeaves(ctx, tx, sess, lastID); err != nil { // HOOK(merkle): the tree keeps the leaves
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, sess.q.pruneDel, lastID); err != nil {
 			return fmt.Errorf("delete: %w", err)
 		}

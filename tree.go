@@ -70,6 +70,7 @@ type treeSQL struct {
 	allTiles   string // args: key, key -> level, n, data
 	leaves     string // args: after id, limit -> id, hash of the entries
 	entryHash  string // arg: id -> hash
+	leafRange  string // args: after id, through id -> id, hash in ID order
 	leafTiles  string // args: (key, first n, last n) twice -> n, data of level-0 tiles in order
 	putCP      string // args: key, size, note
 	lastCP     string // arg: key -> size, note of the largest checkpoint
@@ -125,6 +126,7 @@ func newTreeSQL(d dialect, table, key string) treeSQL {
 	ts.leaves = `SELECT id, hash FROM ` + quote(table) + ` WHERE id > ` + p(1) + ` ORDER BY id LIMIT ` + p(2)
 	ts.leafTiles = `SELECT n, data FROM (SELECT n, data FROM ` + TreeTileTable + ` WHERE table_name = ` + p(1) + ` AND level = 0 AND n >= ` + p(2) + ` AND n <= ` + p(3) +
 		` UNION ALL SELECT n, data FROM ` + TreeEdgeTable + ` WHERE table_name = ` + p(4) + ` AND level = 0 AND n >= ` + p(5) + ` AND n <= ` + p(6) + ` AND LENGTH(data) > 0) u ORDER BY n`
+	ts.leafRange = `SELECT id, hash FROM ` + quote(table) + ` WHERE id > ` + p(1) + ` AND id <= ` + p(2) + ` ORDER BY id`
 	ts.entryHash = `SELECT hash FROM ` + quote(table) + ` WHERE id = ` + p(1)
 	ts.putCP = `INSERT INTO ` + CheckpointTable + ` (table_name, size, note) VALUES (` + p(1) + `, ` + p(2) + `, ` + p(3) + `) ON CONFLICT (table_name, size) DO NOTHING`
 	ts.lastCP = `SELECT size, note FROM ` + CheckpointTable + ` WHERE table_name = ` + p(1) + ` ORDER BY size DESC LIMIT 1`
@@ -189,13 +191,73 @@ type tileSource interface {
 }
 
 // dbTiles reads the tiles of one table through q (a transaction or the
-// pool).
+// pool). Level-0 tiles, the leaf hashes, are not stored while their entries
+// are in the table: a leaf hash is tlog.RecordHash of its entry's Hash, so
+// the tile is made from the entries (base is the tree's base: leaf i is
+// entry base+1+i). Prune stores the leaves of the entries it deletes, and a
+// tile is those stored leaves followed by the leaves of the entries.
 type dbTiles struct {
-	q  execer
-	ts *treeSQL
+	q    execer
+	ts   *treeSQL
+	base int64
 }
 
 func (t dbTiles) readTiles(ctx context.Context, keys []tileKey) (map[tileKey][]byte, error) {
+	out, err := t.readStored(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if k.level != 0 || len(out[k]) == tileWidth*tlog.HashSize {
+			continue
+		}
+		have := int64(len(out[k]) / tlog.HashSize)
+		first := k.n*tileWidth + have // the first leaf the entries must give
+		hashes, err := readEntryLeaves(ctx, t.q, t.ts, t.base+first, t.base+(k.n+1)*tileWidth)
+		if err != nil {
+			return nil, err
+		}
+		data := out[k][:have*tlog.HashSize:have*tlog.HashSize]
+		for _, h := range hashes {
+			data = append(data, h[:]...)
+		}
+		if len(data) > 0 {
+			out[k] = data
+		}
+	}
+	return out, nil
+}
+
+// readEntryLeaves returns the leaf hashes of the entries with IDs after
+// after, up to through, stopping at the first ID missing.
+func readEntryLeaves(ctx context.Context, q execer, ts *treeSQL, after, through int64) ([]tlog.Hash, error) {
+	rows, err := q.QueryContext(ctx, ts.leafRange, after, through)
+	if err != nil {
+		return nil, fmt.Errorf("read entries for the tree: %w", err)
+	}
+	defer rows.Close()
+	var out []tlog.Hash
+	want := after + 1
+	for rows.Next() {
+		var id int64
+		var h string
+		if err := rows.Scan(&id, &h); err != nil {
+			return nil, err
+		}
+		if id != want {
+			break
+		}
+		lh, err := leafHash(h)
+		if err != nil {
+			return nil, fmt.Errorf("%w at ID %d: %w", ErrTampered, id, err)
+		}
+		out, want = append(out, lh), want+1
+	}
+	return out, rows.Err()
+}
+
+// readStored reads stored tiles only.
+func (t dbTiles) readStored(ctx context.Context, keys []tileKey) (map[tileKey][]byte, error) {
 	out := make(map[tileKey][]byte, len(keys))
 	for start := 0; start < len(keys); start += 100 {
 		chunk := keys[start:min(start+100, len(keys))]
@@ -407,13 +469,16 @@ func readTreeHead(ctx context.Context, q execer, ts *treeSQL) (h treeHead, ok bo
 	return h, true, nil
 }
 
-// writeEdge stores the tiles e changed and the new tree size: full tiles
-// in TreeTileTable, where they are appended in key order and never change
-// (so its pages fill up), the others in TreeEdgeTable.
+// writeEdge stores the tiles e changed above level 0 and the new tree
+// size: full tiles in TreeTileTable, where they are appended in key order
+// and never change (so its pages fill up), the others in TreeEdgeTable.
 func writeEdge(ctx context.Context, tx execer, ts *treeSQL, e *treeEdge) error {
 	keys, data := e.changed()
 	var full, part []any
 	for i, k := range keys {
+		if k.level == 0 {
+			continue // the leaves are the entries' Hashes (see dbTiles)
+		}
 		row := []any{ts.key, k.level, k.n, data[i]}
 		if len(data[i]) == tileWidth*tlog.HashSize {
 			full = append(full, row...)
@@ -471,7 +536,13 @@ func (s *AuditService) treeAppend(ctx context.Context, tx execer, sess *session,
 			return nil
 		}
 	}
-	e, err := sess.tree.edge(ctx, tx, ts, h.size, prevHash)
+	e, err := sess.tree.edge(ctx, tx, ts, h.base, h.size, prevHash)
+	if errors.Is(err, ErrTampered) {
+		// Entries the tree needs were removed under us: keep writing the
+		// chain, and let Verify report it.
+		s.log.Error("audit: the Merkle tree cannot be advanced: the log was tampered with; run Verify", "err", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -529,14 +600,14 @@ type treeSession struct {
 // edge returns the right edge of the tree at size, for a batch that
 // continues the chain from the Hash head: the cached one if it is still
 // current, else read from the tiles.
-func (t *treeSession) edge(ctx context.Context, tx execer, ts *treeSQL, size int64, head string) (*treeEdge, error) {
+func (t *treeSession) edge(ctx context.Context, tx execer, ts *treeSQL, base, size int64, head string) (*treeEdge, error) {
 	if c := t.cached; c != nil && c.size == size && t.cachedHead != "" && t.cachedHead == head {
 		t.cached = nil
 		c.dirty, c.order = map[tileKey][]byte{}, nil
 		return c, nil
 	}
 	t.cached = nil
-	return loadEdge(ctx, dbTiles{tx, ts}, size)
+	return loadEdge(ctx, dbTiles{tx, ts, base}, size)
 }
 
 // keep caches e as the edge after a batch whose last entry has Hash head.
@@ -544,10 +615,67 @@ func (t *treeSession) keep(e *treeEdge, head string) {
 	t.cached, t.cachedHead = e, head
 }
 
-// treeRoot returns the root of the stored tree of size n, read through q.
-func treeRoot(ctx context.Context, q execer, ts *treeSQL, n int64) (tlog.Hash, error) {
-	if n == 0 {
+// treeRoot returns the root of the stored tree of h.size leaves, read
+// through q.
+func treeRoot(ctx context.Context, q execer, ts *treeSQL, h treeHead) (tlog.Hash, error) {
+	if h.size == 0 {
 		return tlog.Hash{}, nil
 	}
-	return tlog.TreeHash(n, hashReader{ctx, dbTiles{q, ts}})
+	return tlog.TreeHash(h.size, hashReader{ctx, dbTiles{q, ts, h.base}})
+}
+
+// keepLeaves is Prune's hook, in its transaction before it deletes the
+// entries through lastID: it stores the leaf hashes of those entries, so
+// that the tree keeps every leaf after they are gone.
+func (s *AuditService) keepLeaves(ctx context.Context, tx execer, sess *session, lastID int64) error {
+	if s.cfg.tree.disabled {
+		return nil
+	}
+	ts := &sess.q.tree
+	h, ok, err := readTreeHead(ctx, tx, ts)
+	if err != nil || !ok {
+		return err
+	}
+	from := (max(h.prune.id, h.base) - h.base) / tileWidth * tileWidth // the tile of the first leaf not kept yet
+	to := min(lastID-h.base, h.size)
+	if to <= from {
+		return nil
+	}
+	leaves, err := readLeafHashes(ctx, tx, ts, h.base, from, to)
+	if err != nil {
+		return fmt.Errorf("keep the pruned entries' leaves: %w", err)
+	}
+	return storeLeafTiles(ctx, tx, ts, from, leaves)
+}
+
+// storeLeafTiles stores leaves, the first of which is leaf start (a
+// multiple of tileWidth), as level-0 tiles in TreeTileTable; the last may
+// be partial.
+func storeLeafTiles(ctx context.Context, tx execer, ts *treeSQL, start int64, leaves []tlog.Hash) error {
+	const perStmt = 64
+	var args []any
+	flush := func() error {
+		if len(args) == 0 {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, ts.putTiles(len(args)/4), args...)
+		args = args[:0]
+		if err != nil {
+			return fmt.Errorf("store leaf tiles: %w", err)
+		}
+		return nil
+	}
+	for i := 0; i < len(leaves); i += tileWidth {
+		data := make([]byte, 0, tileWidth*tlog.HashSize)
+		for _, lh := range leaves[i:min(i+tileWidth, len(leaves))] {
+			data = append(data, lh[:]...)
+		}
+		args = append(args, ts.key, 0, start/tileWidth+int64(i/tileWidth), data)
+		if len(args) == 4*perStmt {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // ErrKeyMismatch is why a service refuses to write to a log: the log was
@@ -128,7 +130,7 @@ func (s *AuditService) buildTree(ctx context.Context, sess *session) error {
 				done = true
 				return nil
 			}
-			e, err := loadEdge(ctx, dbTiles{tx, ts}, h.size)
+			e, err := loadEdge(ctx, dbTiles{tx, ts, h.base}, h.size)
 			if err != nil {
 				return err
 			}
@@ -225,11 +227,13 @@ func (s *AuditService) keyCheck(ctx context.Context) error {
 
 // treeCarry is a tree carried from a replaced SQLite file to the new file
 // at its path (watch.go), so that checkpoints taken before the replacement
-// still verify: the tree head and every tile.
+// still verify: the tree head, every tile above level 0, and every leaf
+// (the new file has none of the old entries).
 type treeCarry struct {
-	head  treeHead
-	keys  []tileKey
-	tiles [][]byte
+	head   treeHead
+	keys   []tileKey
+	tiles  [][]byte
+	leaves []tlog.Hash
 }
 
 // readTreeCarry reads the tree of the file that sess opened, or returns nil
@@ -254,9 +258,15 @@ func (s *AuditService) readTreeCarry(ctx context.Context, sess *session) *treeCa
 			if err := rows.Scan(&k.level, &k.n, &data); err != nil {
 				return err
 			}
-			c.keys, c.tiles = append(c.keys, k), append(c.tiles, data)
+			if k.level > 0 {
+				c.keys, c.tiles = append(c.keys, k), append(c.tiles, data)
+			}
 		}
-		return rows.Err()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		c.leaves, err = readLeafHashes(ctx, sess.sqlDB, ts, h.base, 0, h.size)
+		return err
 	}()
 	if err != nil {
 		s.log.Error("audit: the replaced file's Merkle tree cannot be read: the new file starts a new tree", "err", err)
@@ -281,6 +291,9 @@ func (s *AuditService) continueTree(ctx context.Context, tx execer, sess *sessio
 		e.mark(k, c.tiles[i])
 	}
 	if err := writeEdge(ctx, tx, ts, e); err != nil {
+		return fmt.Errorf("carry the tree: %w", err)
+	}
+	if err := storeLeafTiles(ctx, tx, ts, 0, c.leaves); err != nil {
 		return fmt.Errorf("carry the tree: %w", err)
 	}
 	return s.authPrune(ctx, tx, sess, lastID, lastHash)

@@ -63,16 +63,18 @@ func frontier(ctx context.Context, src tileSource, n int64) (*compactRange, erro
 	return r, nil
 }
 
-// readLeafHashes reads the leaf hashes [from, to) from the level-0 tiles.
-func readLeafHashes(ctx context.Context, q execer, ts *treeSQL, from, to int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, 0, to-from)
+// readLeafHashes reads the leaf hashes [from, to) of a tree whose leaf i
+// is entry base+1+i: the leaves stored by Prune for entries it deleted, and
+// the entries' for the others. A leaf with neither is tampering.
+func readLeafHashes(ctx context.Context, q execer, ts *treeSQL, base, from, to int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, to-from)
+	have := make([]bool, to-from)
 	for t := from / tileWidth; t*tileWidth < to; t += 256 {
 		last := min(t+255, (to-1)/tileWidth)
 		rows, err := q.QueryContext(ctx, ts.leafTiles, ts.key, t, last, ts.key, t, last)
 		if err != nil {
 			return nil, fmt.Errorf("read tree tiles: %w", err)
 		}
-		want := t
 		for rows.Next() {
 			var n int64
 			var data []byte
@@ -80,26 +82,48 @@ func readLeafHashes(ctx context.Context, q execer, ts *treeSQL, from, to int64) 
 				rows.Close()
 				return nil, err
 			}
-			if n != want {
-				rows.Close()
-				return nil, fmt.Errorf("%w: tree tile 0/%d is missing", ErrTampered, want)
-			}
-			want++
-			lo, hi := max(from, n*tileWidth), min(to, (n+1)*tileWidth)
-			if int64(len(data)) < (hi-n*tileWidth)*tlog.HashSize {
-				rows.Close()
-				return nil, fmt.Errorf("%w: tree tile 0/%d is short", ErrTampered, n)
-			}
-			for i := lo; i < hi; i++ {
-				off := (i - n*tileWidth) * tlog.HashSize
-				out = append(out, tlog.Hash(data[off:off+tlog.HashSize]))
+			for j := int64(0); j < int64(len(data))/tlog.HashSize && j < tileWidth; j++ {
+				if i := n*tileWidth + j - from; i >= 0 && i < to-from {
+					out[i], have[i] = tlog.Hash(data[j*tlog.HashSize:(j+1)*tlog.HashSize]), true
+				}
 			}
 		}
 		if err := rows.Close(); err != nil {
 			return nil, err
 		}
-		if want != last+1 {
-			return nil, fmt.Errorf("%w: tree tile 0/%d is missing", ErrTampered, want)
+	}
+	const page = 10000
+	for after := base + from; after < base+to; after += page {
+		rows, err := q.QueryContext(ctx, ts.leafRange, after, min(after+page, base+to))
+		if err != nil {
+			return nil, fmt.Errorf("read entries for the tree: %w", err)
+		}
+		for rows.Next() {
+			var id int64
+			var h string
+			if err := rows.Scan(&id, &h); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			i := id - base - 1 - from
+			if have[i] {
+				continue
+			}
+			lh, err := leafHash(h)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("%w at ID %d: %w", ErrTampered, id, err)
+			}
+			out[i], have[i] = lh, true
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+	}
+	for i, ok := range have {
+		if !ok {
+			leaf := from + int64(i)
+			return nil, fmt.Errorf("%w at ID %d: leaf %d of the tree is missing: neither its entry nor its stored hash is there", ErrTampered, base+leaf+1, leaf)
 		}
 	}
 	return out, nil
@@ -110,7 +134,7 @@ func readLeafHashes(ctx context.Context, q execer, ts *treeSQL, from, to int64) 
 func (s *AuditService) verifyTree(ctx context.Context, tx *sql.Tx, sess *session, h treeHead, head chainHead, c Checkpoint, full bool) (VerifyReport, error) {
 	var rep VerifyReport
 	ts := &sess.q.tree
-	src := dbTiles{tx, ts}
+	src := dbTiles{tx, ts, h.base}
 	m := c.Size
 	tampered := func(id int64, format string, args ...any) error {
 		return fmt.Errorf("%w at ID %d: %s", ErrTampered, id, fmt.Sprintf(format, args...))
@@ -132,7 +156,7 @@ func (s *AuditService) verifyTree(ctx context.Context, tx *sql.Tx, sess *session
 	if err != nil {
 		return rep, err
 	}
-	leaves, err := readLeafHashes(ctx, tx, ts, startLeaf, h.size)
+	leaves, err := readLeafHashes(ctx, tx, ts, h.base, startLeaf, h.size)
 	if err != nil {
 		return rep, err
 	}
@@ -155,7 +179,7 @@ func (s *AuditService) verifyTree(ctx context.Context, tx *sql.Tx, sess *session
 		}
 	}
 	if h.size > 0 {
-		stored, err := treeRoot(ctx, tx, ts, h.size)
+		stored, err := treeRoot(ctx, tx, ts, h)
 		if err != nil {
 			return rep, err
 		}
