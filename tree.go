@@ -217,7 +217,7 @@ func (t dbTiles) readTiles(ctx context.Context, keys []tileKey) (map[tileKey][]b
 		if err != nil {
 			return nil, err
 		}
-		data := out[k][:have*tlog.HashSize:have*tlog.HashSize]
+		data := out[k][: have*tlog.HashSize : have*tlog.HashSize]
 		for _, h := range hashes {
 			data = append(data, h[:]...)
 		}
