@@ -103,8 +103,8 @@ func New(opts ...Option) (*AuditService, error) {
 		writerDone:  make(chan struct{}),
 	}
 	s.writerCtx, s.cancelW = context.WithCancel(context.Background())
+	s.pub = s.startPublisher() // HOOK(merkle): before the writer, which reads s.pub
 	go s.runWriter()
-	s.pub = s.startPublisher() // HOOK(merkle)
 	if cfg.retention > 0 {
 		var ctx context.Context
 		ctx, s.retainStop = context.WithCancel(context.Background())

@@ -50,6 +50,32 @@ func BenchmarkTreeIngest(b *testing.B) {
 	}
 }
 
+// BenchmarkTreeIngestPaired is the writer alone with and without the tree,
+// alternating (without, with, without, ...) on fresh logs so that a busy
+// machine's drift falls on both alike; "x-notree" is the total time with
+// the tree over the total without. b.N entries per run, 6 runs of each.
+func BenchmarkTreeIngestPaired(b *testing.B) {
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			var with, without float64
+			for round := range 12 {
+				tree := round%2 == 1
+				var opts []Option
+				if !tree {
+					opts = append(opts, withoutTree())
+				}
+				ns := benchWriterOnly(b, be.fresh(b), opts...)
+				if tree {
+					with += ns
+				} else {
+					without += ns
+				}
+			}
+			perfReportCost(b, with, without, "x-notree")
+		})
+	}
+}
+
 func benchCallers(b *testing.B, st *store, callers int, opts ...Option) float64 {
 	s := st.service(b, opts...)
 	ctx := context.Background()
