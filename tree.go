@@ -376,4 +376,3 @@ func writeEdge(ctx context.Context, tx execer, ts *treeSQL, e *treeEdge) error {
 	}
 	return nil
 }
-
