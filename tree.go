@@ -279,6 +279,7 @@ type hashReader struct {
 	src tileSource
 }
 
+// ReadHashes implements tlog.HashReader.
 func (r hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	tiles := make([]tlog.Tile, len(indexes))
 	need := map[tileKey]bool{}
