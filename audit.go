@@ -45,6 +45,8 @@ type AuditService struct {
 
 	tails tailHub // wakes Tail's readers after each commit (tail.go)
 
+	pub *publisher // signs automatic checkpoints (publish.go); nil without WithSigner
+
 	stopRecorded atomic.Bool // WithSelfAudit: EventStop is queued once, by the first Shutdown caller
 
 	// stopped is closed once the first Shutdown has done its work, and
@@ -109,8 +111,14 @@ func New(opts ...Option) (*AuditService, error) {
 		stopped:    make(chan struct{}),
 		poke:       make(chan struct{}, 1),
 	}
-	s.st = store{cfg: &s.cfg, log: s.log, failures: &s.stats.failures, leftovers: s.pokeOutbox}
+	s.st = store{cfg: &s.cfg, log: s.log, failures: &s.stats.failures, hooks: storeHooks{
+		leftovers:    s.pokeOutbox,
+		openTree:     s.openTree,
+		carryTree:    s.readTreeCarry,
+		continueTree: s.continueTree,
+	}}
 	s.abort, s.cancel = context.WithCancelCause(context.Background())
+	s.pub = s.startPublisher() // before the writer, which tells it of growth
 	go s.runWriter()
 	s.selfRecord(EventStart, selfStartDetails())
 	return s, nil
@@ -284,6 +292,7 @@ func (s *AuditService) stop(ctx context.Context) {
 	if s.lost > 0 {
 		err = opErr("shutdown", fmt.Errorf("%d entries not committed: %w", s.lost, context.Cause(s.abort)))
 	}
+	s.stopPublisher(ctx) // the last checkpoint, before the database closes
 	giveUp := s.abort.Done()
 	if ctx.Done() != nil {
 		// This caller's ctx bounds the wait for queries too.
@@ -387,7 +396,7 @@ func (s *AuditService) Ping(ctx context.Context) error {
 	defer done()
 	if s.cfg.readOnly {
 		_, err = readHead(ctx, sess.sqlDB, sess)
-	} else {
+	} else if err = sess.refuseWrite(); err == nil {
 		err = s.st.ping(ctx, sess)
 	}
 	if err != nil {

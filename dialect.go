@@ -23,6 +23,10 @@ type dialect struct {
 	// to its column (", id" where id is not the rowid already), and the
 	// time column's type, which must compare byte-wise.
 	idType, indexSuffix, timeType string
+	// blobType is the type of a column of bytes; keyedTable ends a CREATE
+	// TABLE whose rows are found by their primary key only (SQLite's
+	// WITHOUT ROWID).
+	blobType, keyedTable string
 	// catalog returns the query that counts how many of the objects (its
 	// arguments, placeholders phs) exist.
 	catalog func(phs string) string

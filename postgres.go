@@ -20,6 +20,7 @@ var postgresDialect = dialect{
 	idType:      "BIGINT",
 	indexSuffix: ", id",
 	timeType:    `TEXT COLLATE "C"`,
+	blobType:    "BYTEA",
 	catalog: func(phs string) string {
 		return `SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 	WHERE n.nspname = current_schema() AND c.relname IN (` + phs + `)`

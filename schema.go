@@ -46,6 +46,7 @@ type queries struct {
 	indexes    []string // the indexes among objects
 	objCount   string   // args: objects; counts those that exist
 	headCount  string   // arg: table name; counts its chain head row
+	tree       treeSQL  // the Merkle tree's tables (treesql.go)
 }
 
 func newQueries(d *dialect, table string) queries {
@@ -94,6 +95,9 @@ func newQueries(d *dialect, table string) queries {
 		q.indexes = append(q.indexes, index)
 		q.schema = append(q.schema, `CREATE INDEX IF NOT EXISTS `+quote(index)+` ON `+t+` (`+col+d.indexSuffix+`)`)
 	}
+	// The Merkle tree's tables.
+	q.tree = newTreeSQL(d, table, q.key)
+	q.schema, q.objects = append(q.schema, q.tree.schema...), append(q.objects, q.tree.objects...)
 	phs := make([]string, len(q.objects))
 	for i := range phs {
 		phs[i] = d.ph(i + 1)

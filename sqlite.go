@@ -27,8 +27,10 @@ var sqliteDialect = dialect{
 	ph:        func(int) string { return "?" },
 	serialKey: "INTEGER PRIMARY KEY", // the rowid: numbers may be reused once drained, which is harmless
 	// id is the rowid, which every index ends with already.
-	idType:   "INTEGER",
-	timeType: "TEXT",
+	idType:     "INTEGER",
+	timeType:   "TEXT",
+	blobType:   "BLOB",
+	keyedTable: " WITHOUT ROWID",
 	catalog: func(phs string) string {
 		return `SELECT COUNT(*) FROM sqlite_master WHERE name COLLATE NOCASE IN (` + phs + `)`
 	},

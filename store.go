@@ -20,9 +20,7 @@ type store struct {
 	cfg      *config
 	log      *slog.Logger
 	failures *atomic.Uint64 // the service's Stats.Failures
-	// leftovers is called when a session opens on a log whose outbox
-	// holds rows (a crash left them, or another service's RecordTx).
-	leftovers func()
+	hooks    storeHooks     // what the service does at points of the store's work
 
 	// sess is the open session: the fast path of session, one atomic load.
 	sess atomic.Pointer[session]
@@ -32,6 +30,20 @@ type store struct {
 	carry  *chainHead // the head of a replaced file, for the next open to continue (watch.go)
 
 	writeMu sync.Mutex // serialises this service's write transactions (the writer's batches, Prune's chunks, the schema)
+}
+
+// storeHooks are the service's parts of the store's work, set by New.
+type storeHooks struct {
+	// leftovers is called when a session opens on a log whose outbox
+	// holds rows (a crash left them, or another service's RecordTx).
+	leftovers func()
+	// openTree builds the Merkle tree of an older log and checks the
+	// chain key (treeopen.go), once a session's schema is ready.
+	openTree func(ctx context.Context, sess *session)
+	// carryTree reads the tree of a file that was replaced, and
+	// continueTree writes it into the new file (watch.go, treeopen.go).
+	carryTree    func(ctx context.Context, sess *session) *treeCarry
+	continueTree func(ctx context.Context, tx execer, sess *session, c *treeCarry, lastID int64, lastHash string) error
 }
 
 // session is the opened database and everything derived from it. Its
@@ -45,7 +57,8 @@ type session struct {
 	keep  *sql.Conn // holds a shared in-memory database alive; nil otherwise
 	file  string    // the SQLite file that WithSQLite opened, watched (watch.go); "" otherwise
 	ident os.FileInfo
-	logID string // the log's id (outbox.go)
+	logID string       // the log's id (outbox.go)
+	tree  *treeSession // the Merkle tree (treeopen.go)
 	// fault is what checkSchema found wrong when the session opened, until
 	// the writer finds it fixed; nil when nothing was.
 	fault atomic.Pointer[error]
@@ -194,7 +207,7 @@ func (st *store) open(ctx context.Context) (*session, error) {
 	}
 	var seq int64
 	if err := sess.sqlDB.QueryRowContext(ctx, sess.q.outboxPeek).Scan(&seq); err == nil {
-		defer st.leftovers()
+		defer st.hooks.leftovers()
 	}
 	if st.carry != nil {
 		// The file was deleted or replaced: continue the chain here.
@@ -203,6 +216,7 @@ func (st *store) open(ctx context.Context) (*session, error) {
 		}
 		st.carry = nil
 	}
+	st.hooks.openTree(ctx, sess)
 	if sess.file != "" {
 		// Taken after the schema exists, so the file does too.
 		if sess.ident, err = os.Stat(sess.file); err != nil {

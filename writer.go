@@ -217,7 +217,7 @@ func (s *AuditService) retainChunk(ret *retention) {
 		ret.cutoff = "" // retired: the next interval prunes the new file
 		return
 	}
-	n, more, err := s.st.pruneOnce(s.abort, sess, ret.cutoff)
+	n, more, err := s.pruneOnce(s.abort, sess, ret.cutoff)
 	ret.pruned += n
 	switch {
 	case err != nil:
@@ -249,6 +249,7 @@ func (s *AuditService) commitWithRetry(recs []*record) bool {
 			s.stats.commitNanos.Store(int64(time.Since(began)))
 			s.stats.lastCommit.Store(time.Now().UnixNano())
 			s.stats.lastErr.Store(nil)
+			s.pub.grew(len(recs))
 			s.stats.written.Add(uint64(len(recs)))
 			s.stats.batches.Add(1)
 			s.stats.queued.Add(-int64(len(recs)))

@@ -76,6 +76,13 @@ usage error or when the database cannot be opened; 130 when interrupted
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log the library's warnings and errors to stderr")
 
 	root.AddCommand(a.listCmd(), a.countCmd(), a.verifyCmd(), a.exportCmd(), a.pruneCmd(), a.statsCmd())
+	// The Merkle tree's commands and verify's --checkpoint (tree.go).
+	for _, c := range root.Commands() {
+		if c.Name() == "verify" {
+			a.extendVerify(c)
+		}
+	}
+	root.AddCommand(a.keygenCmd(), a.checkpointCmd(), a.proveCmd())
 	root.AddCommand(a.tailCmd())
 	return root
 }
