@@ -224,3 +224,12 @@ func ident(name, suffix string) string {
 }
 
 func quote(id string) string { return `"` + id + `"` }
+
+// Tables returns the names of every table that the log whose entries are in
+// table uses: the entries, its outbox, and the tables that logs share (the
+// chain heads, the log ids, the Merkle tree and the checkpoints). Adapters
+// that audit a database's tables never audit these.
+func Tables(table string) []string {
+	return []string{table, ident(table, OutboxSuffix), chainTable, logsTable,
+		TreeTileTable, TreeEdgeTable, TreeHeadTable, CheckpointTable}
+}

@@ -137,19 +137,14 @@ func (p *Plugin) probe(db *gorm.DB) bool {
 // refused (each is also logged): the changes stand, unaudited.
 func (p *Plugin) Dropped() uint64 { return p.dropped.Load() }
 
-// logsTable is the root package's table of logs, which RecordTx checks
-// (the root package does not export its name).
-const logsTable = "audit_logs"
-
 // auditTables returns the lower-cased names of the tables of the log in
-// table: never audited.
+// table ([audit.Tables]): never audited.
 func auditTables(table string) map[string]bool {
-	return map[string]bool{
-		strings.ToLower(table):                      true,
-		strings.ToLower(table + audit.OutboxSuffix): true,
-		strings.ToLower(audit.ChainTable):           true,
-		logsTable:                                   true,
+	m := map[string]bool{}
+	for _, t := range audit.Tables(table) {
+		m[strings.ToLower(t)] = true
 	}
+	return m
 }
 
 // An Option configures a Plugin in [New].
@@ -182,7 +177,7 @@ func WithDefaultActor(actor string) Option {
 // WithAuditTable names the audit service's table (its [audit.WithTable]),
 // which is never audited; neither is its outbox (the name and
 // [audit.OutboxSuffix]), nor the service's shared tables ([audit.ChainTable]
-// and "audit_logs"). Defaults to [audit.DefaultTable].
+// and the others of [audit.Tables]). Defaults to [audit.DefaultTable].
 func WithAuditTable(name string) Option {
 	return func(c *config) error {
 		if name == "" {

@@ -103,9 +103,10 @@ func (a *app) withService(cmd *cobra.Command, fn func(ctx context.Context, svc *
 	return err
 }
 
-// writers are the commands that write to the log; every other command
+// writers are the commands that write to the log (checkpoint stores the
+// checkpoint it signs); every other command
 // opens it read-only.
-var writers = map[string]bool{"prune": true}
+var writers = map[string]bool{"prune": true, "checkpoint": true}
 
 // open checks the global flags and opens the log. The library would create
 // a missing SQLite file or table on first use; auditctl refuses instead, so
