@@ -23,7 +23,7 @@ func variedEntry(rng *rand.Rand, i int) Entry {
 		"日本語", "emoji 🎉", "line\u2028sep\u2029", "\u007f\u0085\u202e", "a\u00e9b"}
 	pick := func() string { return texts[rng.IntN(len(texts))] }
 	values := []any{
-		nil, true, false, "", pick(), 0, -1, 1.5, 0.1, 1e21, 1e-7, -0.0, 1.5e300, math.MaxInt64, uint64(math.MaxUint64),
+		nil, true, false, "", pick(), 0, -1, 1.5, 0.1, 1e21, 1e-7, math.Copysign(0, -1), 1.5e300, math.MaxInt64, uint64(math.MaxUint64),
 		int64(1<<53 + 1), json.Number("12345678901234567890123"), float32(0.1),
 		[]any{}, []any{1, "two", nil, map[string]any{}}, map[string]any{"z": 1, "a": map[string]any{"<": ">"}},
 		[]byte("bytes"), time.Date(2024, 5, 1, 12, 0, 0, 123, time.UTC),

@@ -216,18 +216,6 @@ func (sess *session) refuseWrite() error {
 	return sess.tree.keyErr
 }
 
-// keyCheck opens the database if needed and reports whether the service
-// may write to the log: nil, or an error wrapping ErrKeyMismatch. Flush and
-// a sync Record call it so that they answer at once rather than wait for
-// a writer that cannot write.
-func (s *AuditService) keyCheck(ctx context.Context) error {
-	sess, err := s.st.session(ctx)
-	if err != nil {
-		return nil // the writer retries the open; Flush waits as usual
-	}
-	return sess.refuseWrite()
-}
-
 // treeCarry is a tree carried from a replaced SQLite file to the new file
 // at its path (watch.go), so that checkpoints taken before the replacement
 // still verify: the tree head, every tile above level 0, and every leaf
