@@ -3,7 +3,6 @@ package audit
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 )
 
@@ -17,11 +16,7 @@ import (
 // behind, and none is accepted after.
 type intake struct {
 	queue   chan item
-	closing chan struct{} // closed when Shutdown begins
-
-	mu      sync.Mutex    // protects senders; a sender's check of closing and its registration are one step under it
-	senders int           // registered senders still sending
-	idle    chan struct{} // closed once closing is closed and senders is zero
+	senders gate // closed when Shutdown begins; idle once every sender that got in has sent or given up
 }
 
 // item is what the queue carries: an entry, a Flush barrier (rec nil), or
@@ -32,7 +27,7 @@ type item struct {
 }
 
 func newIntake(size int) intake {
-	return intake{queue: make(chan item, size), closing: make(chan struct{}), idle: make(chan struct{})}
+	return intake{queue: make(chan item, size), senders: newGate()}
 }
 
 // send puts it on the queue: at once, or waiting for room until ctx ends
@@ -40,10 +35,10 @@ func newIntake(size int) intake {
 // before the send, so that the writer's decrement after its commit can
 // never come first.
 func (in *intake) send(ctx context.Context, it item, failFast bool, abort <-chan struct{}, queued *atomic.Int64) error {
-	if !in.register() {
+	if !in.senders.enter() {
 		return ErrClosed
 	}
-	defer in.unregister()
+	defer in.senders.leave()
 	if it.rec != nil {
 		queued.Add(1)
 	}
@@ -69,46 +64,14 @@ func (in *intake) send(ctx context.Context, it item, failFast bool, abort <-chan
 	return err
 }
 
-func (in *intake) register() bool {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.isClosed() {
-		return false
-	}
-	in.senders++
-	return true
-}
-
-func (in *intake) unregister() {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	in.senders--
-	if in.senders == 0 && in.isClosed() {
-		close(in.idle)
-	}
-}
-
 // close stops the intake accepting; it reports whether this call did it
 // (the first call), so that exactly one caller runs Shutdown's work.
-func (in *intake) close() bool {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.isClosed() {
-		return false
-	}
-	close(in.closing)
-	if in.senders == 0 {
-		close(in.idle)
-	}
-	return true
-}
+func (in *intake) close() bool { return in.senders.close() }
 
 // isClosed reports whether Shutdown has begun.
-func (in *intake) isClosed() bool {
-	select {
-	case <-in.closing:
-		return true
-	default:
-		return false
-	}
-}
+func (in *intake) isClosed() bool { return in.senders.isClosed() }
+
+// closing is closed when Shutdown begins; idle once, after that, no
+// sender is left, so the queue only shrinks.
+func (in *intake) closing() <-chan struct{} { return in.senders.closed }
+func (in *intake) idle() <-chan struct{}    { return in.senders.idle }

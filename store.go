@@ -63,10 +63,7 @@ type session struct {
 	// the writer finds it fixed; nil when nothing was.
 	fault atomic.Pointer[error]
 
-	mu      sync.Mutex // protects users and retired
-	users   int        // calls using the session now (store.use)
-	retired bool       // no new user: it is being closed
-	idle    chan struct{}
+	users gate // the calls using it now (store.use); closed when it is retired
 }
 
 // session returns the open database, opening it on first use. The fast
@@ -117,43 +114,20 @@ func (st *store) use(ctx context.Context) (sess *session, release func(), err er
 	}
 }
 
-func (sess *session) acquire() bool {
-	sess.mu.Lock()
-	defer sess.mu.Unlock()
-	if sess.retired {
-		return false
-	}
-	sess.users++
-	return true
-}
-
-func (sess *session) release() {
-	sess.mu.Lock()
-	defer sess.mu.Unlock()
-	sess.users--
-	if sess.retired && sess.users == 0 {
-		close(sess.idle)
-	}
-}
+func (sess *session) acquire() bool { return sess.users.enter() }
+func (sess *session) release()      { sess.users.leave() }
 
 // retire refuses new users and returns a channel closed once the last user
 // has released the session.
 func (sess *session) retire() <-chan struct{} {
-	sess.mu.Lock()
-	defer sess.mu.Unlock()
-	if !sess.retired {
-		sess.retired = true
-		if sess.users == 0 {
-			close(sess.idle)
-		}
-	}
-	return sess.idle
+	sess.users.close()
+	return sess.users.idle
 }
 
 // open opens the database (one gorm.Open), creates the schema if missing
 // and returns the session. st.mu is held.
 func (st *store) open(ctx context.Context) (*session, error) {
-	sess := &session{db: st.cfg.db, idle: make(chan struct{})}
+	sess := &session{db: st.cfg.db, users: newGate()}
 	if sess.db == nil {
 		d := st.cfg.dialector
 		if d == nil {

@@ -153,11 +153,11 @@ func (s *AuditService) nextBatch(b []item, tick <-chan time.Time, ret *retention
 			case <-ob.fastC():
 				ob.due = true
 				return b, true
-			case <-s.in.closing:
+			case <-s.in.closing():
 				select {
 				case first = <-s.in.queue:
 					break wait
-				case <-s.in.idle:
+				case <-s.in.idle():
 					select {
 					case first = <-s.in.queue:
 						break wait
@@ -307,7 +307,7 @@ func (s *AuditService) commitOnce(recs []*record) error {
 // that was not committed, from the batch in hand and then from the queue,
 // as one line of JSON each, and answers their waiters.
 func (s *AuditService) abandon(batch []item) {
-	<-s.in.idle // senders end promptly on abort; after that the queue only shrinks
+	<-s.in.idle() // senders end promptly on abort; after that the queue only shrinks
 	errAbandoned := errorf(ErrClosed, "shut down before the entry was committed")
 	drop := func(it item) {
 		if it.rec != nil {
