@@ -138,50 +138,10 @@ func (s *AuditService) verify(ctx context.Context, sess *session, tx *sql.Tx) (V
 	}
 	lastID, lastHash := head.lastID, head.lastHash
 	wantID, prevHash := head.prunedID+1, head.prunedHash
-	tampered := func(id int64, why string) error {
-		return fmt.Errorf("%w at ID %d: %s", ErrTampered, id, why)
-	}
-	for {
-		rows, err := tx.QueryContext(ctx, sess.q.verifyScan, wantID-1, verifyPage)
-		if err != nil {
-			return rep, err
-		}
-		n := 0
-		for rows.Next() {
-			n++
-			id, r, prev, stored, err := scanRow(rows)
-			if err != nil {
-				rows.Close()
-				return rep, err
-			}
-			switch {
-			case id != wantID:
-				// Entries before id are missing: id's link is the first
-				// that does not check.
-				rows.Close()
-				return rep, tampered(id, fmt.Sprintf("expected ID %d next, found %d", wantID, id))
-			case prev != prevHash:
-				rows.Close()
-				return rep, tampered(id, "PrevHash does not match the entry before it")
-			case s.chain.hash(prev, &r) != stored:
-				rows.Close()
-				return rep, tampered(id, "Hash does not match the entry's content")
-			}
-			if rep.FirstID == 0 {
-				rep.FirstID = id
-			}
-			rep.LastID, rep.Entries = id, rep.Entries+1
-			prevHash, wantID = stored, id+1
-		}
-		if err := rows.Close(); err != nil {
-			return rep, err
-		}
-		if err := rows.Err(); err != nil {
-			return rep, err
-		}
-		if n < verifyPage {
-			break
-		}
+	tampered := func(id int64, why string) error { return tamperedAt(id, "%s", why) }
+	rep, wantID, prevHash, err = s.walkChain(ctx, tx, sess, wantID, prevHash, nil)
+	if err != nil {
+		return rep, err
 	}
 	// The walk must end exactly at the chain head: removing the newest
 	// entries is caught here unless the head row was rewritten too.
@@ -195,4 +155,64 @@ func (s *AuditService) verify(ctx context.Context, sess *session, tx *sql.Tx) (V
 	}
 	rep.Head = lastHash
 	return rep, nil
+}
+
+// tamperedAt is ErrTampered at an entry's ID, with why.
+func tamperedAt(id int64, format string, args ...any) error {
+	return fmt.Errorf("%w at ID %d: %s", ErrTampered, id, fmt.Sprintf(format, args...))
+}
+
+// walkChain reads the entries from wantID on in ID order, a page at a
+// time, and checks that each follows the one before it (its ID, its
+// PrevHash) and that its Hash is its content's; extra, when not nil, is a
+// check of its own ("" when the entry passes). It returns what it walked,
+// the ID after the last entry and the last entry's Hash.
+func (s *AuditService) walkChain(ctx context.Context, tx *sql.Tx, sess *session, wantID int64, prevHash string,
+	extra func(id int64, stored string) string) (rep VerifyReport, nextID int64, lastHash string, err error) {
+	for {
+		rows, err := tx.QueryContext(ctx, sess.q.verifyScan, wantID-1, verifyPage)
+		if err != nil {
+			return rep, wantID, prevHash, err
+		}
+		n := 0
+		for rows.Next() {
+			n++
+			id, r, prev, stored, err := scanRow(rows)
+			if err != nil {
+				rows.Close()
+				return rep, wantID, prevHash, err
+			}
+			why := ""
+			switch {
+			case id != wantID:
+				// Entries before id are missing: id's link is the first
+				// that does not check.
+				why = fmt.Sprintf("expected ID %d next, found %d", wantID, id)
+			case prev != prevHash:
+				why = "PrevHash does not match the entry before it"
+			case s.chain.hash(prev, &r) != stored:
+				why = "Hash does not match the entry's content"
+			case extra != nil:
+				why = extra(id, stored)
+			}
+			if why != "" {
+				rows.Close()
+				return rep, wantID, prevHash, tamperedAt(id, "%s", why)
+			}
+			if rep.FirstID == 0 {
+				rep.FirstID = id
+			}
+			rep.LastID, rep.Entries = id, rep.Entries+1
+			prevHash, wantID = stored, id+1
+		}
+		if err := rows.Close(); err != nil {
+			return rep, wantID, prevHash, err
+		}
+		if err := rows.Err(); err != nil {
+			return rep, wantID, prevHash, err
+		}
+		if n < verifyPage {
+			return rep, wantID, prevHash, nil
+		}
+	}
 }

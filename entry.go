@@ -97,15 +97,7 @@ func (s *AuditService) newRecord(e *Entry) (*record, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &record{
-		time:      timeText(t),
-		eventType: e.EventType,
-		actor:     e.Actor,
-		resource:  e.Resource,
-		outcome:   e.Outcome,
-		requestID: e.RequestID,
-		details:   details,
-	}, nil
+	return recordOf(e, t, details), nil
 }
 
 // timeText returns t, in UTC and years 1 through 9999, as
@@ -300,4 +292,17 @@ func (r *record) logJSON() string {
 		Details   json.RawMessage `json:"details,omitempty"`
 	}{r.time, r.eventType, r.actor, r.resource, r.outcome, r.requestID, details})
 	return string(b)
+}
+
+// recordOf is the record of e's fields, at t, with details the Details JSON.
+func recordOf(e *Entry, t time.Time, details []byte) *record {
+	return &record{
+		time:      timeText(t),
+		eventType: e.EventType,
+		actor:     e.Actor,
+		resource:  e.Resource,
+		outcome:   e.Outcome,
+		requestID: e.RequestID,
+		details:   details,
+	}
 }

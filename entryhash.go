@@ -37,24 +37,18 @@ func EntryHash(prevHash string, e Entry, key []byte) (string, error) {
 	if y := t.Year(); y < 1 || y > 9999 {
 		return "", fmt.Errorf("%w: Time %s is outside years 1 through 9999 (UTC)", ErrInvalidEntry, t.Format(time.RFC3339Nano))
 	}
-	r := record{
-		time:      timeText(t),
-		eventType: e.EventType,
-		actor:     e.Actor,
-		resource:  e.Resource,
-		outcome:   e.Outcome,
-		requestID: e.RequestID,
-	}
+	var details []byte
 	if len(e.Details) > 0 {
 		b, err := json.Marshal(e.Details)
 		if err != nil {
 			return "", fmt.Errorf("%w: Details do not marshal to JSON: %w", ErrInvalidEntry, err)
 		}
-		r.details = b
+		details = b
 	}
+	r := recordOf(&e, t, details)
 	h := hasher{}
 	if len(key) > 0 {
 		h.key = key
 	}
-	return h.hash(prevHash, &r), nil
+	return h.hash(prevHash, r), nil
 }

@@ -224,51 +224,20 @@ func (s *AuditService) verifyTree(ctx context.Context, tx *sql.Tx, sess *session
 			return rep, tampered(head.prunedID+1, "the prune checkpoint's hash is not the leaf of entry %d", head.prunedID)
 		}
 	}
-	wantID := startID
-	for {
-		rows, err := tx.QueryContext(ctx, sess.q.verifyScan, wantID-1, verifyPage)
-		if err != nil {
-			return rep, err
+	walked, wantID, prevHash, err := s.walkChain(ctx, tx, sess, startID, prevHash, func(id int64, stored string) string {
+		want, ok := leafAt(id)
+		lh, lerr := leafHash(stored)
+		switch {
+		case !ok:
+			return "the entry is not in the tree"
+		case lerr != nil || lh != want:
+			return "the entry is not its leaf of the tree"
 		}
-		n := 0
-		for rows.Next() {
-			n++
-			id, r, prev, stored, err := scanRow(rows)
-			if err != nil {
-				rows.Close()
-				return rep, err
-			}
-			why := ""
-			want, ok := leafAt(id)
-			lh, lerr := leafHash(stored)
-			switch {
-			case id != wantID:
-				why = fmt.Sprintf("expected ID %d next, found %d", wantID, id)
-			case prev != prevHash:
-				why = "PrevHash does not match the entry before it"
-			case s.chain.hash(prev, &r) != stored:
-				why = "Hash does not match the entry's content"
-			case !ok:
-				why = "the entry is not in the tree"
-			case lerr != nil || lh != want:
-				why = "the entry is not its leaf of the tree"
-			}
-			if why != "" {
-				rows.Close()
-				return rep, tampered(id, "%s", why)
-			}
-			if rep.FirstID == 0 {
-				rep.FirstID = id
-			}
-			rep.LastID, rep.Entries = id, rep.Entries+1
-			prevHash, wantID = stored, id+1
-		}
-		if err := rows.Close(); err != nil {
-			return rep, err
-		}
-		if n < verifyPage {
-			break
-		}
+		return ""
+	})
+	rep = walked
+	if err != nil {
+		return rep, err
 	}
 	switch last := wantID - 1; {
 	case last < head.lastID:
