@@ -45,7 +45,20 @@ func freshLog(tb testing.TB) *pureLog {
 }
 
 // dialector returns a new pure-Go dialector of the log's file.
-func (l *pureLog) dialector() gorm.Dialector { return sqlite.Open(DSN(l.path)) }
+func (l *pureLog) dialector() gorm.Dialector { return pureDriver.open(l.path) }
+
+// A driver is a SQLite GORM driver under test, by the dialector of a file.
+type driver struct {
+	name string
+	open func(path string) gorm.Dialector
+}
+
+// glebarez is the pure-Go driver the README recommends.
+var glebarez = driver{name: "glebarez", open: func(path string) gorm.Dialector { return sqlite.Open(DSN(path)) }}
+
+// pureDriver is the driver under test: glebarez, or ncruces/go-sqlite3's
+// gormlite built with -tags ncruces (see ncruces_test.go).
+var pureDriver = glebarez
 
 // service starts a service on the log through WithDialector and shuts it
 // down when the test ends.
