@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cleveragents/audit"
+	"github.com/glebarez/sqlite"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gorm.io/gorm"
@@ -266,4 +267,27 @@ func TestRecordTxCommitAndRollback(t *testing.T) {
 	assert.Equal(t, int64(1), rows)
 	_, err = s.Verify(ctx)
 	require.NoError(t, err)
+}
+
+// A reader through the pure-Go driver opens the file with mode=ro in its
+// DSN (WithReadOnly's read-only open is WithSQLite's own): it reads and
+// verifies, and refuses to write.
+func TestReadOnlyThroughTheDSN(t *testing.T) {
+	ctx := context.Background()
+	l := freshLog(t)
+	w := l.service(t)
+	recordN(t, w, 0, 20)
+	require.NoError(t, w.Close())
+
+	r, err := audit.New(audit.WithDialector(sqlite.Open("file:"+l.path+"?mode=ro&_pragma=busy_timeout(5000)")),
+		audit.WithReadOnly(), audit.WithLogger(discard()))
+	require.NoError(t, err)
+	defer r.Close()
+	n, err := r.Count(ctx, audit.Filter{})
+	require.NoError(t, err)
+	assert.Equal(t, int64(20), n)
+	rep, err := r.Verify(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(20), rep.Entries)
+	assert.ErrorIs(t, r.Record(ctx, sampleEntry(0)), audit.ErrReadOnly)
 }
