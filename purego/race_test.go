@@ -82,7 +82,7 @@ func TestRaceTwoServicesOneFile(t *testing.T) {
 		l.service(t, audit.WithAsync(false), audit.WithBatchSize(4)),
 		l.service(t, audit.WithAsync(false), audit.WithBatchSize(4)),
 	}
-	const perService, goroutines, each = 2, 4, 30
+	const goroutines, each = 4, 30
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for si, s := range svcs {
@@ -102,7 +102,7 @@ func TestRaceTwoServicesOneFile(t *testing.T) {
 	close(start)
 	wg.Wait()
 
-	total := int64(perService * goroutines * each)
+	total := int64(len(svcs) * goroutines * each)
 	for _, s := range svcs {
 		n, err := s.Count(ctx, audit.Filter{})
 		require.NoError(t, err)
