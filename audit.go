@@ -26,6 +26,7 @@ type AuditService struct {
 	in    intake
 	st    store
 	stats counters
+	perm  failSignal // the writer's permanent failures, for the callers waiting for a commit (permanent.go)
 
 	// The writer's lifecycle (writer.go). abort is the writer's context:
 	// cancelled, with the cause, when a Shutdown caller's ctx ends before
@@ -43,6 +44,8 @@ type AuditService struct {
 	usedOutbox atomic.Bool
 
 	tails tailHub // wakes Tail's readers after each commit (tail.go)
+
+	pub *publisher // signs automatic checkpoints (publish.go); nil without WithSigner
 
 	stopRecorded atomic.Bool // WithSelfAudit: EventStop is queued once, by the first Shutdown caller
 
@@ -108,8 +111,14 @@ func New(opts ...Option) (*AuditService, error) {
 		stopped:    make(chan struct{}),
 		poke:       make(chan struct{}, 1),
 	}
-	s.st = store{cfg: &s.cfg, log: s.log, failures: &s.stats.failures, leftovers: s.pokeOutbox}
+	s.st = store{cfg: &s.cfg, log: s.log, failures: &s.stats.failures, hooks: storeHooks{
+		leftovers:    s.pokeOutbox,
+		openTree:     s.openTree,
+		carryTree:    s.readTreeCarry,
+		continueTree: s.continueTree,
+	}}
 	s.abort, s.cancel = context.WithCancelCause(context.Background())
+	s.pub = s.startPublisher() // before the writer, which tells it of growth
 	go s.runWriter()
 	s.selfRecord(EventStart, selfStartDetails())
 	return s, nil
@@ -121,8 +130,10 @@ func New(opts ...Option) (*AuditService, error) {
 // [ContextWithActor]). ID, PrevHash and Hash are ignored.
 //
 // In async mode Record returns once the entry is queued; in sync mode once
-// its transaction has committed, or with ctx's error if ctx ends first (the
-// entry stays queued and may still be committed). With a full queue,
+// its transaction has committed, or with ctx's error if ctx ends first, or
+// with the error of the writer's attempt if it is one that retrying cannot
+// fix (as Flush); in both cases the entry stays queued and may still be
+// committed. With a full queue,
 // Record waits for room until ctx ends (OverflowBlock: the error wraps
 // ErrQueueFull and ctx's error) or returns ErrQueueFull at once
 // (OverflowFail). After Shutdown has begun it returns ErrClosed.
@@ -141,6 +152,7 @@ func (s *AuditService) Record(ctx context.Context, e Entry) error {
 	if !s.cfg.async {
 		it.done = make(chan error, 1)
 	}
+	since, failed := s.perm.watch()
 	if err := s.in.send(ctx, it, s.cfg.overflow == OverflowFail, s.abort.Done(), &s.stats.queued); err != nil {
 		s.stats.rejected.Add(1)
 		return opErr("record", err)
@@ -148,11 +160,32 @@ func (s *AuditService) Record(ctx context.Context, e Entry) error {
 	if it.done == nil {
 		return nil
 	}
-	select {
-	case err := <-it.done:
-		return opErr("record", err)
-	case <-ctx.Done():
-		return opErr("record", fmt.Errorf("waiting for commit: %w", ctx.Err()))
+	err = s.awaitCommit(ctx, it.done, since, failed)
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		err = fmt.Errorf("waiting for commit: %w", err)
+		if last := s.stats.lastErr.Load(); last != nil {
+			err = fmt.Errorf("%w (last write error: %w)", err, *last)
+		}
+	}
+	return opErr("record", err)
+}
+
+// awaitCommit waits for done's answer, until ctx ends (its error) or an
+// attempt of the writer begun after since fails with a permanent error
+// (notCommitted): the entries stay queued, but waiting cannot help.
+func (s *AuditService) awaitCommit(ctx context.Context, done <-chan error, since uint64, failed <-chan struct{}) error {
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-failed:
+			var perr error
+			if failed, perr = s.perm.after(since); perr != nil {
+				return notCommitted(perr)
+			}
+		}
 	}
 }
 
@@ -173,7 +206,11 @@ func (s *AuditService) prepare(ctx context.Context, e *Entry) (*record, error) {
 
 // Flush returns once every entry accepted before the call is committed. If
 // ctx ends first it returns ctx's error, wrapping the writer's last write
-// error if it has one. After Shutdown has begun it returns ErrClosed.
+// error if it has one. If the writer's attempt at those entries fails with
+// an error that retrying cannot fix (a missing directory, a read-only
+// file, a table with other columns, ...: see [AuditService.Ping]), it
+// returns that error at once; the entries stay queued and are retried.
+// After Shutdown has begun it returns ErrClosed.
 func (s *AuditService) Flush(ctx context.Context) error {
 	if ctx == nil {
 		return opErr("flush", errNilContext)
@@ -185,16 +222,16 @@ func (s *AuditService) Flush(ctx context.Context) error {
 		return nil // nothing accepted is uncommitted
 	}
 	barrier := item{done: make(chan error, 1)}
+	since, failed := s.perm.watch()
 	err := s.in.send(ctx, barrier, false, s.abort.Done(), &s.stats.queued)
 	if err == nil {
-		select {
-		case err = <-barrier.done:
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
+		err = s.awaitCommit(ctx, barrier.done, since, failed)
 	}
 	if err == nil {
 		return nil
+	}
+	if isPermanent(err) {
+		return opErr("flush", err)
 	}
 	if errors.Is(err, ErrQueueFull) {
 		err = ctx.Err() // the barrier waited for room: that is not Record's overflow
@@ -255,6 +292,7 @@ func (s *AuditService) stop(ctx context.Context) {
 	if s.lost > 0 {
 		err = opErr("shutdown", fmt.Errorf("%d entries not committed: %w", s.lost, context.Cause(s.abort)))
 	}
+	s.stopPublisher(ctx) // the last checkpoint, before the database closes
 	giveUp := s.abort.Done()
 	if ctx.Done() != nil {
 		// This caller's ctx bounds the wait for queries too.
@@ -339,10 +377,17 @@ func (s *AuditService) use(ctx context.Context, op string) (sess *session, done 
 
 // Ping opens the database if it is not open yet (the same lazy open as
 // every other first use) and checks that the log can be written: the
-// schema exists or was created, and a write transaction can begin (under
-// WithReadOnly: that the log can be read). Its
+// schema exists or was created, and a write (that changes nothing, and is
+// rolled back) succeeds in a write transaction (under WithReadOnly: that
+// the log can be read). Its
 // error names the database and the cause. Call it at start-up to fail
 // fast; without it the open is retried in the background.
+//
+// The causes that retrying cannot fix are returned at once, each named in
+// its error: "directory does not exist", "is a directory", "file is not a
+// database", "read-only", "table exists with other columns", "index name
+// taken by another table", "chain head row below MAX(id)", "no ID left".
+// A failed Ping counts in Stats.Failures.
 func (s *AuditService) Ping(ctx context.Context) error {
 	sess, done, err := s.use(ctx, "ping")
 	if err != nil {
@@ -351,14 +396,12 @@ func (s *AuditService) Ping(ctx context.Context) error {
 	defer done()
 	if s.cfg.readOnly {
 		_, err = readHead(ctx, sess.sqlDB, sess)
-	} else {
-		err = s.st.writeTx(ctx, sess, func(tx execer) error {
-			_, err := readHead(ctx, tx, sess)
-			return err
-		})
+	} else if err = sess.refuseWrite(); err == nil {
+		err = s.st.ping(ctx, sess)
 	}
 	if err != nil {
-		return opErr("ping", fmt.Errorf("%s: %w", s.cfg.databaseName(), err))
+		s.stats.failures.Add(1)
+		return opErr("ping", fmt.Errorf("database %s: %w", s.cfg.databaseName(), err))
 	}
 	return nil
 }

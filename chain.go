@@ -133,6 +133,9 @@ func (s *AuditService) verify(ctx context.Context, sess *session, tx *sql.Tx) (V
 	if err != nil {
 		return rep, err
 	}
+	if err := s.checkPrune(ctx, tx, sess, head, nil); err != nil { // HOOK(merkle): authenticated pruning
+		return rep, err
+	}
 	lastID, lastHash := head.lastID, head.lastHash
 	wantID, prevHash := head.prunedID+1, head.prunedHash
 	tampered := func(id int64, why string) error {

@@ -62,6 +62,10 @@ func TestVerifyTruncationCaughtAgainstPublishedHead(t *testing.T) {
 		// A careful attacker removes the newest entries and rewinds the head.
 		st.exec(t, `DELETE FROM $TABLE WHERE id > 8`)
 		st.exec(t, `UPDATE audit_chain_heads SET last_id = 8, last_hash = (SELECT hash FROM $TABLE WHERE id = 8) WHERE $HEAD`)
+		_, err = s.Verify(ctx)
+		require.ErrorIs(t, err, ErrTampered, "the Merkle tree still counts the removed entries")
+		// A more careful one rewinds the tree's size too.
+		st.exec(t, `UPDATE `+TreeHeadTable+` SET size = 8 WHERE $HEAD`)
 		rep, err := s.Verify(ctx)
 		require.NoError(t, err, "consistent on its own")
 		assert.NotEqual(t, published.Head, rep.Head, "but its head differs from the one published")

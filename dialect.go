@@ -23,6 +23,10 @@ type dialect struct {
 	// to its column (", id" where id is not the rowid already), and the
 	// time column's type, which must compare byte-wise.
 	idType, indexSuffix, timeType string
+	// blobType is the type of a column of bytes; keyedTable ends a CREATE
+	// TABLE whose rows are found by their primary key only (SQLite's
+	// WITHOUT ROWID).
+	blobType, keyedTable string
 	// catalog returns the query that counts how many of the objects (its
 	// arguments, placeholders phs) exist.
 	catalog func(phs string) string
@@ -57,6 +61,17 @@ type dialect struct {
 	// isBusy reports whether err means the database is locked by another
 	// writer, to be retried.
 	isBusy func(err error) bool
+	// retryNow reports whether err means the database asks for the write
+	// transaction to be run again at once (a serialization failure): not an
+	// outage, and not counted as one. nil where there is no such error.
+	retryNow func(err error) bool
+	// explain returns err as a permanentError (permanent.go) when retrying
+	// cannot fix it, with the cause in words a user can act on, and nil
+	// otherwise. file is the SQLite file of WithSQLite ("" otherwise).
+	explain func(file string, err error) error
+	// indexOwners returns the query that lists which of the named objects
+	// (placeholders phs) are not indexes of the table (placeholder table).
+	indexOwners func(phs, table string) string
 }
 
 // dialects maps the names GORM's dialectors report to their dialect.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 )
@@ -20,6 +21,9 @@ func (s *AuditService) insertBatch(ctx context.Context, sess *session, recs []*r
 
 // appendChain is insertBatch's work inside the write transaction tx.
 func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer, recs []*record) error {
+	if err := sess.refuseWrite(); err != nil { // the chain key must match the log's (treeopen.go)
+		return err
+	}
 	text := insertTextOf(&sess.q)
 	rowsPer := sess.d.insertRows
 	var lastID int64
@@ -27,6 +31,10 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 	if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&lastID, &lastHash); err != nil {
 		return fmt.Errorf("read chain head: %w", err)
 	}
+	if lastID > math.MaxInt64-int64(len(recs)) {
+		return errNoIDLeft(sess, lastID, len(recs))
+	}
+	firstID, firstPrev, hashes := lastID+1, lastHash, make([]string, 0, len(recs))
 	var full *sql.Stmt
 	if p, ok := tx.(preparer); ok && sess.d.prepareInsert && len(recs) >= 2*rowsPer {
 		stmt, err := p.PrepareContext(ctx, text.rows(rowsPer))
@@ -49,6 +57,7 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 			}
 			args = append(args, lastID, r.time, r.eventType, r.actor, r.resource, r.outcome, r.requestID, details, lastHash, hash)
 			lastHash = hash
+			hashes = append(hashes, hash)
 		}
 		var err error
 		if full != nil && len(chunk) == rowsPer {
@@ -59,6 +68,9 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 		if err != nil {
 			return fmt.Errorf("insert %d entries: %w", len(chunk), err)
 		}
+	}
+	if err := s.treeAppend(ctx, tx, sess, firstID, firstPrev, hashes); err != nil {
+		return fmt.Errorf("advance the Merkle tree: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, sess.q.setHead, lastID, lastHash, sess.q.key); err != nil {
 		return fmt.Errorf("advance chain head: %w", err)

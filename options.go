@@ -79,6 +79,8 @@ type config struct {
 	redactKey  []byte
 	redactKeys map[string]bool // lower-cased
 
+	tree treeConfig // WithSigner and the checkpoint options (publish.go) // HOOK(merkle)
+
 	retentionEvery time.Duration // tests shorten it
 	errs           []error
 }
@@ -133,6 +135,7 @@ func (c *config) validate() error {
 	if len(c.sources) > 1 {
 		c.fail(strings.Join(c.sources, ", "), "choose at most one of WithSQLite, WithDialector and WithDB")
 	}
+	c.validateTree() // HOOK(merkle)
 	return errors.Join(c.errs...)
 }
 

@@ -136,7 +136,7 @@ func TestHostTableNamesRefused(t *testing.T) {
 	}
 	require.NoError(t, rows.Err())
 	require.NoError(t, rows.Close())
-	assert.Equal(t, []string{chainTable, DefaultTable, DefaultTable + OutboxSuffix, logsTable}, tables, "no unexpected tables")
+	assert.Equal(t, []string{chainTable, CheckpointTable, DefaultTable, DefaultTable + OutboxSuffix, logsTable, TreeEdgeTable, TreeHeadTable, TreeTileTable}, tables, "no unexpected tables")
 	n, err := s.Count(ctx, Filter{})
 	require.NoError(t, err)
 	assert.Equal(t, int64(5), n)

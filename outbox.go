@@ -147,6 +147,7 @@ func (s *AuditService) drainOutbox() bool {
 			return false
 		}
 		if n > 0 {
+			s.pub.grew(n)
 			s.stats.written.Add(uint64(n))
 			s.stats.batches.Add(1)
 		}

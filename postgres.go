@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 )
@@ -19,6 +20,7 @@ var postgresDialect = dialect{
 	idType:      "BIGINT",
 	indexSuffix: ", id",
 	timeType:    `TEXT COLLATE "C"`,
+	blobType:    "BYTEA",
 	catalog: func(phs string) string {
 		return `SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 	WHERE n.nspname = current_schema() AND c.relname IN (` + phs + `)`
@@ -41,6 +43,39 @@ var postgresDialect = dialect{
 	// bigger statements save round trips.
 	insertRows: insertChunk,
 	isBusy:     func(error) bool { return false },
+	// Under default_transaction_isolation = serializable (or repeatable
+	// read), a writer that waited for the head row's lock fails with a
+	// serialization failure once it gets it: the transaction runs again at
+	// once, with a fresh snapshot and so a fresh head.
+	retryNow: func(err error) bool {
+		switch sqlState(err) {
+		case "40001", "40P01": // serialization_failure, deadlock_detected
+			return true
+		}
+		return false
+	},
+	explain: func(_ string, err error) error {
+		if sqlState(err) == "25006" { // read_only_sql_transaction: a standby, or default_transaction_read_only
+			return permanent(err, "point the dialector at the primary, or turn default_transaction_read_only off for its role or database",
+				"the database is read-only")
+		}
+		return nil
+	},
+	indexOwners: func(phs, table string) string {
+		return `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	LEFT JOIN pg_index i ON i.indexrelid = c.oid LEFT JOIN pg_class t ON t.oid = i.indrelid
+	WHERE n.nspname = current_schema() AND c.relname IN (` + phs + `) AND t.relname IS DISTINCT FROM ` + table
+	},
+}
+
+// sqlState returns the SQLSTATE of a PostgreSQL error (pgx's
+// *pgconn.PgError has the method; the package does not import pgx), or "".
+func sqlState(err error) string {
+	var se interface{ SQLState() string }
+	if errors.As(err, &se) {
+		return se.SQLState()
+	}
+	return ""
 }
 
 func init() { register(&postgresDialect, "postgres", "pgx") }

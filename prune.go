@@ -31,7 +31,7 @@ func (s *AuditService) Prune(ctx context.Context, before time.Time) (int64, erro
 	}
 	var total int64
 	for {
-		n, more, err := s.st.pruneOnce(ctx, sess, cutoff)
+		n, more, err := s.pruneOnce(ctx, sess, cutoff)
 		total += n
 		if err != nil {
 			return total, opErr("prune", err)
@@ -60,8 +60,9 @@ func pruneCutoff(before time.Time) string {
 
 // pruneOnce deletes up to pruneChunk entries older than cutoff from the
 // start of the chain, and reports whether there may be more.
-func (st *store) pruneOnce(ctx context.Context, sess *session, cutoff string) (n int64, more bool, err error) {
-	err = st.writeTx(ctx, sess, func(tx execer) error {
+func (s *AuditService) pruneOnce(ctx context.Context, sess *session, cutoff string) (n int64, more bool, err error) {
+	err = s.st.writeTx(ctx, sess, func(tx execer) error {
+		n, more = 0, false // a transaction run again starts afresh
 		// Take turns with writers and other processes' prunes (the head
 		// row's lock, where the dialect needs one), so that the scan below
 		// sees the latest prefix and the checkpoint only moves forward.
@@ -101,11 +102,17 @@ func (st *store) pruneOnce(ctx context.Context, sess *session, cutoff string) (n
 		if n == 0 {
 			return nil
 		}
+		if err := s.keepLeaves(ctx, tx, sess, lastID); err != nil { // HOOK(merkle): the tree keeps the leaves
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, sess.q.pruneDel, lastID); err != nil {
 			return fmt.Errorf("delete: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, sess.q.checkpoint, lastID, lastHash, sess.q.key); err != nil {
 			return fmt.Errorf("keep checkpoint: %w", err)
+		}
+		if err := s.authPrune(ctx, tx, sess, lastID, lastHash); err != nil { // HOOK(merkle)
+			return err
 		}
 		return nil
 	})

@@ -42,9 +42,11 @@ type queries struct {
 	outboxDel  string   // DELETE ... WHERE seq IN (: followed by placeholders and ")"
 	logID      string   // arg: table name; the log's id
 	initLog    string   // args: table name, a new log id
-	objects    []string // the tables and indexes the schema creates
+	objects    []string // the tables and indexes the schema creates: tables, then indexes
+	indexes    []string // the indexes among objects
 	objCount   string   // args: objects; counts those that exist
 	headCount  string   // arg: table name; counts its chain head row
+	tree       treeSQL  // the Merkle tree's tables (treesql.go)
 }
 
 func newQueries(d *dialect, table string) queries {
@@ -90,8 +92,12 @@ func newQueries(d *dialect, table string) queries {
 	for _, col := range filterColumns {
 		index := ident(table, "_"+col+"_idx")
 		q.objects = append(q.objects, index)
+		q.indexes = append(q.indexes, index)
 		q.schema = append(q.schema, `CREATE INDEX IF NOT EXISTS `+quote(index)+` ON `+t+` (`+col+d.indexSuffix+`)`)
 	}
+	// The Merkle tree's tables.
+	q.tree = newTreeSQL(d, table, q.key)
+	q.schema, q.objects = append(q.schema, q.tree.schema...), append(q.objects, q.tree.objects...)
 	phs := make([]string, len(q.objects))
 	for i := range phs {
 		phs[i] = d.ph(i + 1)
@@ -144,7 +150,7 @@ func (st *store) migrate(ctx context.Context, sess *session) error {
 	if schemaReady(ctx, sess) {
 		return nil
 	}
-	return st.writeTx(ctx, sess, func(tx execer) error {
+	err := st.writeTx(ctx, sess, func(tx execer) error {
 		if sess.d.lockSchema != nil {
 			if err := sess.d.lockSchema(ctx, tx); err != nil {
 				return err
@@ -163,6 +169,10 @@ func (st *store) migrate(ctx context.Context, sess *session) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return st.explain(ctx, sess, err)
+	}
+	return nil
 }
 
 // schemaReady reports, reading only, whether the table, its indexes and
@@ -214,3 +224,12 @@ func ident(name, suffix string) string {
 }
 
 func quote(id string) string { return `"` + id + `"` }
+
+// Tables returns the names of every table that the log whose entries are in
+// table uses: the entries, its outbox, and the tables that logs share (the
+// chain heads, the log ids, the Merkle tree and the checkpoints). Adapters
+// that audit a database's tables never audit these.
+func Tables(table string) []string {
+	return []string{table, ident(table, OutboxSuffix), chainTable, logsTable,
+		TreeTileTable, TreeEdgeTable, TreeHeadTable, CheckpointTable}
+}

@@ -6,10 +6,14 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"gorm.io/driver/sqlite"
@@ -23,8 +27,10 @@ var sqliteDialect = dialect{
 	ph:        func(int) string { return "?" },
 	serialKey: "INTEGER PRIMARY KEY", // the rowid: numbers may be reused once drained, which is harmless
 	// id is the rowid, which every index ends with already.
-	idType:   "INTEGER",
-	timeType: "TEXT",
+	idType:     "INTEGER",
+	timeType:   "TEXT",
+	blobType:   "BLOB",
+	keyedTable: " WITHOUT ROWID",
 	catalog: func(phs string) string {
 		return `SELECT COUNT(*) FROM sqlite_master WHERE name COLLATE NOCASE IN (` + phs + `)`
 	},
@@ -41,6 +47,11 @@ var sqliteDialect = dialect{
 	insertRows:    sqliteInsertRows,
 	prepareInsert: true,
 	isBusy:        sqliteBusy,
+	explain:       sqliteExplain,
+	indexOwners: func(phs, table string) string {
+		return `SELECT name FROM sqlite_master WHERE name COLLATE NOCASE IN (` + phs + `)
+	AND NOT (type = 'index' AND tbl_name = ` + table + ` COLLATE NOCASE)`
+	},
 }
 
 func init() { register(&sqliteDialect, "sqlite", "sqlite3") }
@@ -216,4 +227,42 @@ func sqliteWAL(ctx context.Context, db *sql.DB) error {
 			return fmt.Errorf("set journal_mode WAL: %w", err)
 		}
 	}
+}
+
+// sqliteExplain names the causes of a SQLite failure that retrying cannot
+// fix (see permanent.go), looking at the file of WithSQLite where there is
+// one, and at SQLite's message (the same with and without cgo).
+func sqliteExplain(file string, err error) error {
+	if !sqliteCgo && strings.Contains(err.Error(), "cgo") {
+		return permanent(err, "WithSQLite opens SQLite with mattn/go-sqlite3, a cgo package: build with CGO_ENABLED=1 and a C compiler, or use PostgreSQL through WithDialector",
+			"SQLite needs cgo, and this program was built with CGO_ENABLED=0")
+	}
+	if file != "" {
+		fi, serr := os.Stat(file)
+		switch {
+		case serr == nil && fi.IsDir():
+			return permanent(err, "WithSQLite needs the path of a file, which it creates if missing", "the path is a directory")
+		case errors.Is(serr, fs.ErrNotExist) || errors.Is(serr, syscall.ENOTDIR):
+			dir := filepath.Dir(file)
+			di, derr := os.Stat(dir)
+			switch {
+			case derr != nil && (errors.Is(derr, fs.ErrNotExist) || errors.Is(derr, syscall.ENOTDIR)):
+				return permanent(err, "create it, or correct WithSQLite's path: the library does not create directories", "the directory does not exist: %q", dir)
+			case derr == nil && !di.IsDir():
+				return permanent(err, "correct WithSQLite's path", "the directory %q is not a directory", dir)
+			}
+		}
+	}
+	// The callers name the database: the causes below need not.
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "file is not a database"):
+		return permanent(err, "point WithSQLite at the audit log's file, or move this file out of the way", "the file is not a database")
+	case strings.Contains(msg, "readonly database"):
+		return permanent(err, "make the file, its directory and its -wal and -shm files writable by this process, and do not open it with mode=ro; to only read a log, use auditctl's read commands",
+			"the database is read-only")
+	case strings.Contains(msg, "unable to open database file") && strings.Contains(msg, "permission denied"):
+		return permanent(err, "make the file and its directory readable and writable by this process", "permission denied")
+	}
+	return nil
 }

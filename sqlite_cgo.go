@@ -8,6 +8,9 @@ import (
 	"github.com/mattn/go-sqlite3"
 )
 
+// sqliteCgo says that this build can open SQLite databases.
+const sqliteCgo = true
+
 // sqliteBusy reports whether err is SQLite's "database is locked" or
 // "table is locked": from mattn/go-sqlite3 (WithSQLite), or from a pure-Go
 // driver passed through WithDialector or WithDB.

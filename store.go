@@ -20,9 +20,7 @@ type store struct {
 	cfg      *config
 	log      *slog.Logger
 	failures *atomic.Uint64 // the service's Stats.Failures
-	// leftovers is called when a session opens on a log whose outbox
-	// holds rows (a crash left them, or another service's RecordTx).
-	leftovers func()
+	hooks    storeHooks     // what the service does at points of the store's work
 
 	// sess is the open session: the fast path of session, one atomic load.
 	sess atomic.Pointer[session]
@@ -32,6 +30,20 @@ type store struct {
 	carry  *chainHead // the head of a replaced file, for the next open to continue (watch.go)
 
 	writeMu sync.Mutex // serialises this service's write transactions (the writer's batches, Prune's chunks, the schema)
+}
+
+// storeHooks are the service's parts of the store's work, set by New.
+type storeHooks struct {
+	// leftovers is called when a session opens on a log whose outbox
+	// holds rows (a crash left them, or another service's RecordTx).
+	leftovers func()
+	// openTree builds the Merkle tree of an older log and checks the
+	// chain key (treeopen.go), once a session's schema is ready.
+	openTree func(ctx context.Context, sess *session)
+	// carryTree reads the tree of a file that was replaced, and
+	// continueTree writes it into the new file (watch.go, treeopen.go).
+	carryTree    func(ctx context.Context, sess *session) *treeCarry
+	continueTree func(ctx context.Context, tx execer, sess *session, c *treeCarry, lastID int64, lastHash string) error
 }
 
 // session is the opened database and everything derived from it. Its
@@ -45,7 +57,11 @@ type session struct {
 	keep  *sql.Conn // holds a shared in-memory database alive; nil otherwise
 	file  string    // the SQLite file that WithSQLite opened, watched (watch.go); "" otherwise
 	ident os.FileInfo
-	logID string // the log's id (outbox.go)
+	logID string       // the log's id (outbox.go)
+	tree  *treeSession // the Merkle tree (treeopen.go)
+	// fault is what checkSchema found wrong when the session opened, until
+	// the writer finds it fixed; nil when nothing was.
+	fault atomic.Pointer[error]
 
 	mu      sync.Mutex // protects users and retired
 	users   int        // calls using the session now (store.use)
@@ -73,7 +89,13 @@ func (st *store) session(ctx context.Context) (*session, error) {
 	sess, err := st.open(ctx)
 	if err != nil {
 		st.failures.Add(1)
-		st.log.Warn("audit: open database failed; the next call retries", "database", st.cfg.databaseName(), "err", err)
+		err = st.explain(ctx, nil, err)
+		if isPermanent(err) {
+			st.log.Error("audit: open database failed, and retrying cannot help until the cause is fixed (see err); the next call retries",
+				"database", st.cfg.databaseName(), "err", err)
+		} else {
+			st.log.Warn("audit: open database failed; the next call retries", "database", st.cfg.databaseName(), "err", err)
+		}
 		return nil, fmt.Errorf("open database %s: %w", st.cfg.databaseName(), err)
 	}
 	st.sess.Store(sess)
@@ -161,7 +183,10 @@ func (st *store) open(ctx context.Context) (*session, error) {
 	}
 	if !st.cfg.readOnly { // a reader takes the schema as it is
 		if err := st.migrate(ctx, sess); err != nil {
-			return nil, abandonOpen(sess, fmt.Errorf("create schema: %w", err))
+			if !isPermanent(err) { // a permanent error says what is wrong itself
+				err = fmt.Errorf("create schema: %w", err)
+			}
+			return nil, abandonOpen(sess, err)
 		}
 	}
 	if st.cfg.readOnly {
@@ -172,12 +197,17 @@ func (st *store) open(ctx context.Context) (*session, error) {
 		}
 		return sess, nil
 	}
+	// CREATE ... IF NOT EXISTS passes over an index of the name on another
+	// table: the log can be read, but the writer refuses it (commitOnce).
+	if fault := st.checkSchema(ctx, sess, nil, false); fault != nil {
+		sess.fault.Store(&fault)
+	}
 	if err := sess.sqlDB.QueryRowContext(ctx, sess.q.logID, sess.q.key).Scan(&sess.logID); err != nil {
 		return nil, abandonOpen(sess, fmt.Errorf("read the log id: %w", err))
 	}
 	var seq int64
 	if err := sess.sqlDB.QueryRowContext(ctx, sess.q.outboxPeek).Scan(&seq); err == nil {
-		defer st.leftovers()
+		defer st.hooks.leftovers()
 	}
 	if st.carry != nil {
 		// The file was deleted or replaced: continue the chain here.
@@ -186,6 +216,7 @@ func (st *store) open(ctx context.Context) (*session, error) {
 		}
 		st.carry = nil
 	}
+	st.hooks.openTree(ctx, sess)
 	if sess.file != "" {
 		// Taken after the schema exists, so the file does too.
 		if sess.ident, err = os.Stat(sess.file); err != nil {
@@ -245,9 +276,28 @@ func (st *store) close(giveUp <-chan struct{}) error {
 // writeTx runs fn in a write transaction of the session's dialect and
 // commits it. It is the one owner of write transactions, which run one at
 // a time per service (writeMu).
+//
+// A transaction that the dialect says to retry at once (a serialization
+// failure) is run again, with fn reading everything afresh, up to
+// immediateRetries times: that is how the database asks for it, not an
+// outage.
 func (st *store) writeTx(ctx context.Context, sess *session, fn func(tx execer) error) error {
 	st.writeMu.Lock()
 	defer st.writeMu.Unlock()
+	for tries := 1; ; tries++ {
+		err := st.writeTxOnce(ctx, sess, fn)
+		if err == nil || sess.d.retryNow == nil || !sess.d.retryNow(err) || tries == immediateRetries || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// immediateRetries bounds the runs of one write transaction that the
+// database asked to retry at once; past it the failure counts as one and
+// the caller's own retry (with backoff) takes over.
+const immediateRetries = 100
+
+func (st *store) writeTxOnce(ctx context.Context, sess *session, fn func(tx execer) error) error {
 	tx, err := sess.d.begin(ctx, sess.sqlDB)
 	if err != nil {
 		return err

@@ -26,6 +26,7 @@ import (
 type chainHead struct {
 	lastID, prunedID     int64
 	lastHash, prunedHash string
+	tree                 *treeCarry // the Merkle tree, carried to the new file (treeopen.go)
 }
 
 // fileChanged reports whether the file that sess opened is no longer the
@@ -62,6 +63,7 @@ func (st *store) checkFile(ctx context.Context, sess *session, giveUp <-chan str
 		st.log.Error("audit: the database file was deleted or replaced, and its chain head cannot be read: the new file starts a new chain",
 			"path", sess.file, "err", err)
 	} else {
+		head.tree = st.hooks.carryTree(ctx, sess)
 		st.carry = &head
 		st.log.Error("audit: the database file was deleted or replaced; writing continues in a new file at the path, its chain continuing from the last committed head",
 			"path", sess.file, "head_id", head.lastID, "head", head.lastHash)
@@ -115,8 +117,10 @@ func (st *store) continueChain(ctx context.Context, sess *session, carry *chainH
 		}
 		switch {
 		case h.lastID == 0 && h.prunedID == 0:
-			_, err := tx.ExecContext(ctx, sess.q.resetHead, carry.lastID, carry.lastHash, carry.lastID, carry.lastHash, sess.q.key)
-			return err
+			if _, err := tx.ExecContext(ctx, sess.q.resetHead, carry.lastID, carry.lastHash, carry.lastID, carry.lastHash, sess.q.key); err != nil {
+				return err
+			}
+			return st.hooks.continueTree(ctx, tx, sess, carry.tree, carry.lastID, carry.lastHash)
 		case h.lastID == carry.lastID && h.lastHash == carry.lastHash,
 			h.prunedID == carry.lastID && h.prunedHash == carry.lastHash:
 			return nil

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -216,7 +217,7 @@ func (s *AuditService) retainChunk(ret *retention) {
 		ret.cutoff = "" // retired: the next interval prunes the new file
 		return
 	}
-	n, more, err := s.st.pruneOnce(s.abort, sess, ret.cutoff)
+	n, more, err := s.pruneOnce(s.abort, sess, ret.cutoff)
 	ret.pruned += n
 	switch {
 	case err != nil:
@@ -242,11 +243,13 @@ func (s *AuditService) commitWithRetry(recs []*record) bool {
 	defer s.stats.oldest.Store(0)
 	for {
 		began := time.Now()
+		attempt := s.perm.begin()
 		err := s.commitOnce(recs)
 		if err == nil {
 			s.stats.commitNanos.Store(int64(time.Since(began)))
 			s.stats.lastCommit.Store(time.Now().UnixNano())
 			s.stats.lastErr.Store(nil)
+			s.pub.grew(len(recs))
 			s.stats.written.Add(uint64(len(recs)))
 			s.stats.batches.Add(1)
 			s.stats.queued.Add(-int64(len(recs)))
@@ -257,7 +260,13 @@ func (s *AuditService) commitWithRetry(recs []*record) bool {
 			return false
 		}
 		s.stats.lastErr.Store(&err)
-		s.log.Warn("audit: write failed; retrying", "entries", len(recs), "retry_in", backoff, "err", err)
+		if isPermanent(err) {
+			s.log.Error("audit: write failed, and retrying cannot help until the cause is fixed (see err); the entries stay queued and are retried",
+				"database", s.cfg.databaseName(), "entries", len(recs), "retry_in", backoff, "err", err)
+			s.perm.fail(attempt, err) // after the log line: a caller it wakes may look for it
+		} else {
+			s.log.Warn("audit: write failed; retrying", "database", s.cfg.databaseName(), "entries", len(recs), "retry_in", backoff, "err", err)
+		}
 		if !sleep(backoff, s.abort.Done()) {
 			return false
 		}
@@ -280,9 +289,16 @@ func (s *AuditService) commitOnce(recs []*record) error {
 			return err
 		}
 	}
+	if fault := sess.fault.Load(); fault != nil {
+		if err := s.st.checkSchema(ctx, sess, nil, false); err != nil {
+			s.stats.failures.Add(1)
+			return fmt.Errorf("write %d entries to %s: %w", len(recs), s.cfg.databaseName(), err)
+		}
+		sess.fault.Store(nil) // fixed
+	}
 	if err := s.insertBatch(ctx, sess, recs); err != nil {
 		s.stats.failures.Add(1)
-		return err
+		return fmt.Errorf("write %d entries to %s: %w", len(recs), s.cfg.databaseName(), s.st.explain(ctx, sess, err))
 	}
 	return nil
 }

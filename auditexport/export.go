@@ -1,7 +1,9 @@
 // Package auditexport copies an audit log, entry by entry and in ID order,
 // to a sink outside the database: JSON lines in rotated files
 // ([NewFileSink]), an HTTP webhook ([NewWebhookSink]) or a syslog collector
-// ([NewSyslogSink]).
+// ([NewSyslogSink]); the module github.com/cleveragents/audit/auditexport/otlp
+// adds OpenTelemetry logs over OTLP/HTTP, with its dependencies kept out of
+// this one's.
 //
 // An [Exporter] reads committed entries through the service's public
 // queries (it never touches the service's queue, so a slow or failed sink
@@ -191,8 +193,9 @@ func New(cfg Config) (*Exporter, error) {
 // Run exports until ctx ends, then returns nil. It reads the cursor,
 // then repeatedly reads the next batch after it, delivers it and records
 // its last ID in the cursor; every failure (of the log, the sink or the
-// cursor's database) is logged, counted and retried with backoff, so Run
-// returns early only if it is already running (an error).
+// cursor's database) is logged, counted and retried with backoff. Run
+// returns an error before ctx ends only when it is already running, or
+// when the Source is closed (the error wraps audit.ErrClosed).
 func (x *Exporter) Run(ctx context.Context) error {
 	if !x.running.CompareAndSwap(false, true) {
 		return errors.New("auditexport: Run: already running")
@@ -211,8 +214,13 @@ func (x *Exporter) Run(ctx context.Context) error {
 	defer poll.Stop()
 	for ctx.Err() == nil {
 		var batch []Record
+		var closed error
 		if !x.retry(ctx, "read log", func() error {
 			entries, err := x.cfg.Source.List(ctx, audit.Filter{AfterID: pos, Limit: x.cfg.BatchSize})
+			if errors.Is(err, audit.ErrClosed) {
+				closed = err // nothing will come any more
+				return nil
+			}
 			if err != nil {
 				return err
 			}
@@ -227,6 +235,9 @@ func (x *Exporter) Run(ctx context.Context) error {
 			return nil
 		}) {
 			return nil
+		}
+		if closed != nil {
+			return fmt.Errorf("auditexport: run: the log's service is closed: %w", closed)
 		}
 		if len(batch) == 0 {
 			poll.Reset(x.cfg.PollInterval)

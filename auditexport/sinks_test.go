@@ -6,10 +6,13 @@ import (
 	"database/sql"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cleveragents/audit"
+	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gorm.io/driver/postgres"
@@ -134,4 +137,72 @@ func TestCursorOnBothBackends(t *testing.T) {
 			assert.Equal(t, int64(5), pos, "one cursor per consumer and table")
 		})
 	}
+}
+
+// TestRunEndsWhenSourceCloses: an exporter whose service shuts down
+// returns an error wrapping audit.ErrClosed instead of retrying for ever.
+func TestRunEndsWhenSourceCloses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := audit.New(audit.WithSQLite(path))
+	require.NoError(t, err)
+	db, err := sql.Open("sqlite3", path+"?_busy_timeout=5000")
+	require.NoError(t, err)
+	defer db.Close()
+	sink, err := NewFileSink(filepath.Join(t.TempDir(), "o.jsonl"), FileOptions{})
+	require.NoError(t, err)
+	defer sink.Close()
+	x, err := New(Config{Source: s, Sink: sink, DB: db, Consumer: "c", PollInterval: time.Millisecond})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	err = x.Run(context.Background())
+	assert.ErrorIs(t, err, audit.ErrClosed)
+}
+
+// TestSyslogReconnects stops the TCP receiver (connections closed, the
+// port refusing) while entries are recorded, then serves the same port
+// again: the sink dials again and every entry arrives, in order, with
+// duplicates only from the batch that was in flight.
+func TestSyslogReconnects(t *testing.T) {
+	var l idsLog
+	addr, stop := listenTCP(t, "127.0.0.1:0", &l)
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := audit.New(audit.WithSQLite(path), audit.WithLogger(testutil.Discard()))
+	require.NoError(t, err)
+	defer s.Close()
+	db, err := sql.Open("sqlite3", path+"?_busy_timeout=5000")
+	require.NoError(t, err)
+	defer db.Close()
+	sink, err := NewSyslogSink("tcp", addr, SyslogOptions{})
+	require.NoError(t, err)
+	defer sink.Close()
+	const batch = 50
+	x, err := New(Config{Source: s, Sink: sink, DB: db, Consumer: "syslog", BatchSize: batch,
+		PollInterval: 5 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: testutil.Discard()})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- x.Run(ctx) }()
+	record := func(from, to int) {
+		for i := from; i < to; i++ {
+			require.NoError(t, s.Record(ctx, audit.Entry{EventType: "e", Actor: "a", RequestID: strconv.Itoa(i)}))
+		}
+		require.NoError(t, s.Flush(ctx))
+	}
+	record(0, 200)
+	testutil.WaitFor(t, time.Minute, func() bool { return len(l.get()) >= 200 }, "the first entries")
+	stop()
+	record(200, 400)
+	testutil.WaitFor(t, time.Minute, func() bool { return x.Stats().Failures >= 2 }, "failures while the receiver is away")
+	_, _ = listenTCP(t, addr, &l)
+	testutil.WaitFor(t, time.Minute, func() bool {
+		lag, err := x.Lag(ctx)
+		return err == nil && lag == 0
+	}, "the sink reconnects and drains")
+	cancel()
+	require.NoError(t, <-ran)
+	var want []int64
+	for i := int64(1); i <= 400; i++ {
+		want = append(want, i)
+	}
+	checkDelivery(t, l.get(), want, batch)
 }

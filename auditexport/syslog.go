@@ -63,7 +63,10 @@ type SyslogOptions struct {
 // included), which re-verifies the chain.
 //
 // TCP delivers a batch when every message is written; a connection that
-// failed is dialled again by the next Write. UDP reports no loss: what
+// failed, or that the receiver closed, is dialled again by the next Write.
+// Syslog over TCP has no acknowledgements: a receiver that crashes with a
+// batch still in its socket buffers loses it, and the exporter cannot
+// know (use the webhook or OTLP sink where that matters). UDP reports no loss: what
 // the exporter counts as delivered over UDP is what was sent, and a
 // message longer than MaxUDPMessage is cut in its MSG.
 type SyslogSink struct {

@@ -83,7 +83,7 @@ func (p *Plugin) lockSQLite(db *gorm.DB) {
 	}
 	var b strings.Builder
 	db.Dialector.QuoteTo(&b, tableName(db.Statement))
-	_, _ = db.Statement.ConnPool.ExecContext(db.Statement.Context, "DELETE FROM "+b.String()+" WHERE 0")
+	_, _ = unprepared(db.Statement.ConnPool).ExecContext(db.Statement.Context, "DELETE FROM "+b.String()+" WHERE 0")
 }
 
 // wrapCreate records one entry per created row, with its values as
@@ -104,12 +104,16 @@ func (p *Plugin) wrapCreate(next func(*gorm.DB)) func(*gorm.DB) {
 			p.afterMapCreate(db, rv)
 			return
 		}
+		if stmt.Schema == nil {
+			next(db) // no model, no rows to name
+			return
+		}
 		up, isUpsert := onConflict(stmt)
 		var (
 			cols   []string
 			before map[string]row
 		)
-		if isUpsert && stmt.Schema != nil {
+		if isUpsert {
 			cols = conflictColumns(stmt, up)
 			var err error
 			if before, err = p.readByColumns(db, cols, p.structValues(db, rv)); err != nil {

@@ -1,24 +1,14 @@
 package gormaudit
 
 import (
-	"context"
 	"fmt"
 	"reflect"
-	"regexp"
 	"sort"
 	"strings"
 
-	"github.com/cleveragents/audit"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 	"gorm.io/gorm/schema"
-)
-
-// Bounds on a batch entry's condition, so that a long IN list cannot push
-// Details over the service's size limit.
-const (
-	maxWhere = 8 << 10 // bytes of "where"
-	maxVars  = 256     // values in "vars"
 )
 
 // readBefore reads, for a model value with primary keys, the rows that the
@@ -55,6 +45,7 @@ func (p *Plugin) readRows(db *gorm.DB, conds []clause.Expression, unscoped, forU
 	} else {
 		q = q.Table(stmt.Table)
 	}
+	q.Statement.ConnPool = unprepared(stmt.ConnPool) // q's own Statement, since Table
 	if unscoped {
 		q = q.Unscoped()
 	}
@@ -204,6 +195,20 @@ func pkIn(stmt *gorm.Statement, keys [][]any) []clause.Expression {
 	return []clause.Expression{clause.IN{Column: column, Values: vals}}
 }
 
+// unprepared returns the pool or transaction under GORM's prepared-
+// statement types, so that the plugin's own statements do not fill the
+// statement cache of a DB with PrepareStmt (GORM does the same for
+// SAVEPOINT).
+func unprepared(pool gorm.ConnPool) gorm.ConnPool {
+	switch p := pool.(type) {
+	case *gorm.PreparedStmtTX:
+		return p.Tx
+	case *gorm.PreparedStmtDB:
+		return p.ConnPool
+	}
+	return pool
+}
+
 // tableName returns the name of the statement's table, which is not
 // stmt.Table when the statement names it with an alias ("users AS u"):
 // GORM's Statement.Table is then the alias.
@@ -233,116 +238,6 @@ func whereExprs(stmt *gorm.Statement) []clause.Expression {
 	return append([]clause.Expression(nil), w.Exprs...)
 }
 
-// batchDetails returns the condition of a statement without a model row:
-// its SQL with the dialect's placeholders ("where", cut at 8 KiB) and the
-// values bound to them ("vars"), all redacted when the condition names a
-// redacted column (see the package doc), and the rows it affected.
-func (p *Plugin) batchDetails(db *gorm.DB) map[string]any {
-	d := map[string]any{"where": "", "rows_affected": db.RowsAffected}
-	exprs := whereExprs(db.Statement)
-	if len(exprs) == 0 {
-		return d
-	}
-	sql, vars := buildExpr(db, clause.Where{Exprs: exprs})
-	if len(sql) > maxWhere {
-		cut := maxWhere
-		for cut > 0 && !isRuneStart(sql[cut]) {
-			cut--
-		}
-		sql = sql[:cut] + "..."
-	}
-	d["where"] = sql
-	if len(vars) > 0 {
-		if len(vars) > maxVars {
-			vars, d["vars_truncated"] = vars[:maxVars], true
-		}
-		d["vars"] = p.values(db, sql, vars)
-	}
-	return d
-}
-
-// values returns the values bound to sql as Details hold them: redacted
-// when sql names a redacted column.
-func (p *Plugin) values(db *gorm.DB, sql string, vars []any) []any {
-	secret := p.namesSecret(db, sql)
-	out := make([]any, len(vars))
-	for i, v := range vars {
-		nv, canon := normalize(v)
-		if secret {
-			nv = p.redacted(canon)
-		}
-		out[i] = nv
-	}
-	return out
-}
-
-// setChanges returns the assignments of an update's SET clause by column,
-// as rows show them; an SQL expression appears as its text with its
-// values written in (redacted when it names a redacted column).
-func (p *Plugin) setChanges(db *gorm.DB, set clause.Set) map[string]any {
-	changes := map[string]any{}
-	for _, a := range set {
-		col := a.Column.Name
-		pol := columnPolicy(db.Statement.Schema, col)
-		if pol == omit {
-			continue
-		}
-		var v any = a.Value
-		if expr, ok := v.(clause.Expression); ok {
-			v = p.exprText(db, expr)
-		}
-		nv, canon := normalize(v)
-		if pol == redact {
-			nv = p.redacted(canon)
-		}
-		changes[col] = nv
-	}
-	return changes
-}
-
-// buildExpr builds expr as the statement would: its SQL with the
-// dialect's placeholders, and the values bound to them.
-func buildExpr(db *gorm.DB, expr clause.Expression) (string, []any) {
-	st := &gorm.Statement{
-		DB:      db,
-		Table:   db.Statement.Table,
-		Schema:  db.Statement.Schema,
-		Context: db.Statement.Context,
-		Clauses: map[string]clause.Clause{},
-	}
-	expr.Build(st)
-	return st.SQL.String(), st.Vars
-}
-
-// exprText returns expr's SQL with its values written in, as the
-// dialect's logger shows it, the values redacted when it names a redacted
-// column.
-func (p *Plugin) exprText(db *gorm.DB, expr clause.Expression) string {
-	sql, vars := buildExpr(db, expr)
-	if p.namesSecret(db, sql) {
-		for i, v := range vars {
-			_, canon := normalize(v)
-			vars[i] = p.redacted(canon)
-		}
-	}
-	return db.Dialector.Explain(sql, vars...)
-}
-
-// identifier matches the words of SQL text that may name a column.
-var identifier = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
-
-// namesSecret reports whether SQL text names a column whose values are
-// redacted: one of the model's (by its tags and name) or, for any table,
-// one whose name says it holds a secret.
-func (p *Plugin) namesSecret(db *gorm.DB, sql string) bool {
-	for _, w := range identifier.FindAllString(sql, -1) {
-		if columnPolicy(db.Statement.Schema, w) == redact {
-			return true
-		}
-	}
-	return false
-}
-
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // changed returns the columns whose values differ between two versions of
@@ -361,36 +256,4 @@ func changed(before, after row) []string {
 	}
 	sort.Strings(cols)
 	return cols
-}
-
-// emit records entries now, or holds them in the statement's transaction
-// until it commits.
-func (p *Plugin) emit(db *gorm.DB, entries []audit.Entry) {
-	if len(entries) == 0 {
-		return
-	}
-	ctx := db.Statement.Context
-	tx, inTx := txOf(db.Statement.ConnPool)
-	if tx != nil && tx.add(ctx, entries) {
-		return
-	}
-	if inTx && tx == nil && p.warned.CompareAndSwap(false, true) {
-		p.cfg.logger.Warn("gormaudit: a transaction begun outside the plugin's connection pool cannot be tracked; its changes are recorded before it commits",
-			"table", db.Statement.Table)
-	}
-	for _, e := range entries {
-		p.record(ctx, e)
-	}
-}
-
-// record hands e to the service. The change it describes has happened, so
-// a refusal is logged and counted, not returned.
-func (p *Plugin) record(ctx context.Context, e audit.Entry) {
-	// The change has committed: its entry must not depend on the caller's
-	// ctx any more (a client that hangs up cancels a request's ctx). The
-	// ctx's values (actor, request ID) stay.
-	if err := p.rec.Record(context.WithoutCancel(ctx), e); err != nil {
-		p.dropped.Add(1)
-		p.cfg.logger.Error("gormaudit: change not audited", "event_type", e.EventType, "resource", e.Resource, "err", err)
-	}
 }

@@ -78,26 +78,37 @@
 //
 // # Transactions
 //
-// Only committed changes are recorded. The plugin places its own pool
-// beneath GORM's pool types (the DB's ConnPool, or the one inside GORM's
-// *gorm.PreparedStmtDB, so that PrepareStmt keeps working and SAVEPOINT is
-// never prepared) and sees every transaction that GORM begins on it,
-// whether GORM's own per-statement transaction, db.Transaction or
-// db.Begin: entries made inside a transaction are held until Commit
-// succeeds and then recorded, in order, and are dropped by Rollback; a
-// nested db.Transaction that rolls back to its savepoint drops the entries
-// made since the savepoint. Outside a transaction (SkipDefaultTransaction)
-// an entry is recorded as soon as its statement has run.
+// Only committed changes are recorded. How depends on where the log lives,
+// which the plugin finds out at db.Use by writing an entry with RecordTx
+// in a transaction on the DB that it then rolls back (the Recorder's Ping,
+// when it has one, opens the log first):
 //
-// Recording after the commit leaves a window: a crash (kill -9, power
-// loss) after the business transaction commits and before the service
-// commits the entry loses the entry while the change stands.
+//   - The log on the models' database (the SQLite file the application
+//     opens, with any DSN; audit.WithDB(db); the same PostgreSQL
+//     database): each entry is written inside the statement's transaction
+//     through RecordTx, so it commits if and only if the change commits,
+//     across rollbacks to savepoints and across crashes. A refused entry
+//     (a closed service, say) fails the statement, so that no change
+//     commits unaudited; an entry too large for the log keeps only the
+//     names of its columns. The plugin adds nothing to the DB's pool.
+//   - The log on another database: entries are recorded with Record after
+//     the commit. The plugin places its own pool beneath GORM's pool types
+//     (the DB's ConnPool, or the one inside GORM's *gorm.PreparedStmtDB, so
+//     that PrepareStmt keeps working and SAVEPOINT is never prepared) and
+//     sees every transaction GORM begins on it: entries are held until
+//     Commit succeeds and then recorded, in order, and are dropped by
+//     Rollback or by a rollback to a savepoint set after them. A crash
+//     (kill -9, power loss) after the business commit and before the
+//     service commits the entries loses them while the changes stand. A
+//     refused Record cannot fail the committed statement: it is logged and
+//     counted by [Plugin.Dropped]. A transaction begun outside the plugin's
+//     pool (on the connection of db.Connection) cannot be tracked: its
+//     entries are recorded at once, before it commits, and a warning is
+//     logged the first time. Register the plugin before deriving sessions
+//     from the DB: a session made earlier keeps the pool without it.
 //
-// Register the plugin before deriving sessions from the DB: a session made
-// earlier keeps the pool without the plugin's. A transaction begun outside
-// that pool (for example on the connection of db.Connection) cannot be
-// tracked; its entries are recorded at once, before it commits, and a
-// warning is logged the first time.
+// Outside a transaction (SkipDefaultTransaction) an entry is recorded with
+// Record as soon as its statement has run, in either case.
 //
 // # SQLite
 //
@@ -119,9 +130,6 @@
 // audited, so that the service and the models can share one database
 // without recursion.
 //
-// A Record refused after the commit (a full queue under OverflowFail, a
-// closed service, an entry too large) cannot fail the statement: it is
-// logged and counted by [Plugin.Dropped]. A failure to read the before or
-// after values, which happens inside the statement, fails the statement
-// instead, so that no unaudited change commits.
+// A failure to read the before or after values, which happens inside the
+// statement, fails the statement, so that no unaudited change commits.
 package gormaudit

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/cleveragents/audit"
 	"gorm.io/gorm"
+	gormlogger "gorm.io/gorm/logger"
 )
 
 // DefaultActor is the Actor of entries whose statement context carries
@@ -19,8 +21,15 @@ const DefaultActor = "system"
 // Recorder is what the plugin needs of the audit log: [*audit.AuditService]
 // implements it.
 type Recorder interface {
-	// Record records e; see [audit.AuditService.Record].
+	// Record records e; see [audit.AuditService.Record]. The plugin calls
+	// it after a commit, or for a statement outside a transaction, when
+	// the log is on another database than the models.
 	Record(ctx context.Context, e audit.Entry) error
+	// RecordTx records e as part of tx's open transaction, so that it is
+	// committed if and only if tx commits; see
+	// [audit.AuditService.RecordTx]. The plugin calls it inside business
+	// transactions when the log is on the models' database.
+	RecordTx(ctx context.Context, tx *gorm.DB, e audit.Entry) error
 }
 
 // Compile-time checks that the types fit the interfaces they are used as.
@@ -36,6 +45,11 @@ type Plugin struct {
 	rec Recorder
 	cfg config
 
+	// inTx is set by Initialize when the log is on the plugin's database:
+	// entries are then written inside the business transactions (RecordTx).
+	// Otherwise they are recorded after the commit (Record).
+	inTx bool
+
 	dropped atomic.Uint64 // entries that Record refused
 	warned  atomic.Bool   // the untracked-transaction warning was logged
 }
@@ -45,7 +59,7 @@ type Plugin struct {
 func New(rec Recorder, opts ...Option) (*Plugin, error) {
 	cfg := config{
 		actor:  DefaultActor,
-		tables: map[string]bool{strings.ToLower(audit.DefaultTable): true, strings.ToLower(audit.ChainTable): true},
+		tables: auditTables(audit.DefaultTable),
 		logger: slog.Default(),
 	}
 	if rec == nil {
@@ -65,9 +79,10 @@ func New(rec Recorder, opts ...Option) (*Plugin, error) {
 // Name returns "gormaudit", the name GORM registers the plugin under.
 func (p *Plugin) Name() string { return "gormaudit" }
 
-// Initialize registers the callbacks and places the plugin's transaction
-// tracking beneath db's connection pool (see the package doc). GORM calls
-// it from db.Use.
+// Initialize registers the callbacks and chooses how entries are recorded:
+// inside the business transactions when the log lives on db, else after
+// their commits, with the plugin's transaction tracking placed beneath
+// db's connection pool (see the package doc). GORM calls it from db.Use.
 func (p *Plugin) Initialize(db *gorm.DB) error {
 	if db.ConnPool == nil {
 		return errors.New("gormaudit: the DB has no connection pool")
@@ -75,13 +90,62 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	if err := p.register(db); err != nil {
 		return err
 	}
-	p.trackTransactions(db)
+	p.inTx = p.probe(db)
+	if !p.inTx {
+		p.trackTransactions(db)
+	}
 	return nil
+}
+
+// probeTimeout bounds the probe of Initialize.
+const probeTimeout = 10 * time.Second
+
+// probe reports whether the log lives on db. It finds out by writing an entry with RecordTx in a
+// transaction on db that it then rolls back: nothing stays of it, and a
+// failed write (the log's tables are elsewhere) spoils only that
+// transaction, never a business one (on PostgreSQL a failed statement
+// aborts its transaction).
+func (p *Plugin) probe(db *gorm.DB) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	if pinger, ok := p.rec.(interface{ Ping(context.Context) error }); ok {
+		// Open the log first: on SQLite, a log on db's file opened from
+		// inside the probe's transaction would wait for that
+		// transaction's own write lock to create its tables.
+		_ = pinger.Ping(ctx) // a failure fails the probe too, and says why
+	}
+	errProbe := errors.New("probe done")
+	var recErr error
+	err := db.Session(&gorm.Session{NewDB: true, Context: ctx, Logger: gormlogger.Discard}).Transaction(func(tx *gorm.DB) error {
+		recErr = p.rec.RecordTx(ctx, unpreparedTx(tx), audit.Entry{EventType: "gormaudit.probe", Actor: p.cfg.actor})
+		return errProbe
+	})
+	switch {
+	case !errors.Is(err, errProbe):
+		p.cfg.logger.Warn("gormaudit: cannot begin a transaction to find where the audit log is; entries are recorded after each commit, and a crash right after a commit loses its entries", "err", err)
+	case recErr == nil:
+		return true
+	case strings.Contains(recErr.Error(), "another database"):
+		p.cfg.logger.Info("gormaudit: the audit log is on another database; entries are recorded after each commit, and a crash right after a commit loses its entries")
+	default:
+		p.cfg.logger.Warn("gormaudit: cannot record inside transactions; entries are recorded after each commit, and a crash right after a commit loses its entries", "err", recErr)
+	}
+	return false
 }
 
 // Dropped returns how many entries of committed changes the service
 // refused (each is also logged): the changes stand, unaudited.
 func (p *Plugin) Dropped() uint64 { return p.dropped.Load() }
+
+// auditTables returns the lower-cased names of the tables of the log in
+// table ([audit.Tables]): never audited.
+func auditTables(table string) map[string]bool {
+	m := map[string]bool{}
+	for _, t := range audit.Tables(table) {
+		m[strings.ToLower(t)] = true
+	}
+	return m
+}
 
 // An Option configures a Plugin in [New].
 type Option func(*config) error
@@ -111,15 +175,20 @@ func WithDefaultActor(actor string) Option {
 }
 
 // WithAuditTable names the audit service's table (its [audit.WithTable]),
-// which is never audited; neither is the service's chain table,
-// [audit.ChainTable]. Defaults to [audit.DefaultTable].
+// which is never audited; neither is its outbox (the name and
+// [audit.OutboxSuffix]), nor the service's shared tables ([audit.ChainTable]
+// and the others of [audit.Tables]). Defaults to [audit.DefaultTable].
 func WithAuditTable(name string) Option {
 	return func(c *config) error {
 		if name == "" {
 			return optionError("WithAuditTable", "empty table name")
 		}
-		delete(c.tables, strings.ToLower(audit.DefaultTable))
-		c.tables[strings.ToLower(name)] = true
+		for t := range auditTables(audit.DefaultTable) {
+			delete(c.tables, t)
+		}
+		for t := range auditTables(name) {
+			c.tables[t] = true
+		}
 		return nil
 	}
 }

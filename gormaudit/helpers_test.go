@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -20,8 +21,12 @@ import (
 // TestMain fails the run if a goroutine outlives the tests: every service
 // and database pool must be closed. GORM's prepared-statement cache starts
 // an expiry goroutine that nothing can stop (gorm v1.31, see its
-// internal/lru): it is the one exception.
+// internal/lru): it is the one exception. A child process of the crash
+// test runs its role instead (see crash_test.go).
 func TestMain(m *testing.M) {
+	if role := os.Getenv(helperRoleEnv); role != "" {
+		os.Exit(runHelperRole(role))
+	}
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("gorm.io/gorm/internal/lru.NewLRU[...].func1"))
 }
 

@@ -24,8 +24,8 @@
 # gorm.db is fresh and other runs on the machine do not share it.
 #
 # It needs the network (or a filled module cache) once, for the drivers
-# that GORM's tests module requires. One run of all four modes takes about
-# 6 minutes on a busy 2-core machine; the time per mode is printed.
+# that GORM's tests module requires. One run of all four modes takes 7 to
+# 10 minutes on a busy 2-core machine; the time per mode is printed.
 set -euo pipefail
 
 usage() {

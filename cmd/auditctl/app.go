@@ -37,6 +37,7 @@ type app struct {
 	table   string // --table
 	keyFile string // --key-file
 	verbose bool   // --verbose
+	follow  bool   // tail --follow: see sqliteOption
 }
 
 func (a *app) rootCmd() *cobra.Command {
@@ -75,6 +76,14 @@ usage error or when the database cannot be opened; 130 when interrupted
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log the library's warnings and errors to stderr")
 
 	root.AddCommand(a.listCmd(), a.countCmd(), a.verifyCmd(), a.exportCmd(), a.pruneCmd(), a.statsCmd())
+	// The Merkle tree's commands and verify's --checkpoint (tree.go).
+	for _, c := range root.Commands() {
+		if c.Name() == "verify" {
+			a.extendVerify(c)
+		}
+	}
+	root.AddCommand(a.keygenCmd(), a.checkpointCmd(), a.proveCmd())
+	root.AddCommand(a.tailCmd())
 	return root
 }
 
@@ -94,9 +103,10 @@ func (a *app) withService(cmd *cobra.Command, fn func(ctx context.Context, svc *
 	return err
 }
 
-// writers are the commands that write to the log; every other command
+// writers are the commands that write to the log (checkpoint stores the
+// checkpoint it signs); every other command
 // opens it read-only.
-var writers = map[string]bool{"prune": true}
+var writers = map[string]bool{"prune": true, "checkpoint": true}
 
 // open checks the global flags and opens the log. The library would create
 // a missing SQLite file or table on first use; auditctl refuses instead, so
@@ -126,7 +136,7 @@ func (a *app) open(ctx context.Context, cmd *cobra.Command) (*audit.AuditService
 		if err := checkSQLiteTable(ctx, a.db, a.table); err != nil {
 			return nil, openError(err)
 		}
-		opts = append(opts, audit.WithSQLite(a.db))
+		opts = append(opts, a.sqliteOption())
 	case driverPostgres:
 		if flags.Changed("db") {
 			return nil, usageErrorf("--db names a SQLite file; with --driver postgres use --dsn")

@@ -13,7 +13,7 @@ import (
 )
 
 func (a *app) verifyCmd() *cobra.Command {
-	var head string
+	var head, jsonl string
 	cmd := &cobra.Command{
 		Use:   "verify [flags]",
 		Short: "Check the hash chain; exit 1 if an entry was altered, inserted or removed",
@@ -36,9 +36,12 @@ A log written with an HMAC chain key (WithChainKey) verifies only with
 of the key).
 
 Exit status: 0 when the chain verifies (and the anchor is found); 1 when it
-does not; 2 on a usage error or when the log cannot be opened or read.`,
+does not; 2 on a usage error or when the log cannot be opened or read.
+
+` + verifyJSONLHelp,
 		Example: `  auditctl --db app.db verify
-  auditctl --db app.db verify --key-file /etc/audit/chain.key --head "$(cat published-head)"`,
+  auditctl --db app.db verify --key-file /etc/audit/chain.key --head "$(cat published-head)"
+  auditctl verify --jsonl audit.jsonl --head "$(cat published-head)"`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command) error {
 			want := strings.ToLower(strings.TrimSpace(head))
@@ -47,11 +50,15 @@ does not; 2 on a usage error or when the log cannot be opened or read.`,
 					return usageErrorf("--head %q: want a hash of 64 hex digits, as verify prints it", head)
 				}
 			}
+			if jsonl != "" {
+				return a.verifyJSONL(cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), jsonl, want)
+			}
 			return a.withService(cmd, func(ctx context.Context, svc *audit.AuditService) error {
 				return a.verify(ctx, svc, cmd.OutOrStdout(), cmd.ErrOrStderr(), want)
 			})
 		}),
 	}
+	cmd.Flags().StringVar(&jsonl, "jsonl", "", "check the export (export --format jsonl) in `FILE` instead of the database")
 	cmd.Flags().StringVar(&head, "head", "", "a head `HEX` published earlier, which must still be the head or an entry's hash")
 	return cmd
 }

@@ -23,7 +23,11 @@
 //	DELETE /accounts/{id}                                             204
 //	POST   /transfer       {"from", "to", "amount"}                   200 with both accounts; 409 when
 //	                                                                  "from" would go negative
-//	GET    /healthz                                                   200, not audited
+//	GET    /healthz                                                   200 "ok", or 503 with the reason when
+//	                                                                  the audit log cannot take entries
+//	GET    /metrics                                                   the audit log's metrics (Prometheus)
+//
+// Neither of the last two is audited (see metrics.go).
 //
 // Errors are {"error": "..."} with status 400 (a bad request), 404 (no
 // such account), 409 (insufficient funds) or 500.
@@ -166,10 +170,13 @@ func run(ctx context.Context, addr, dbPath string, out io.Writer, logger *slog.L
 		}
 	}()
 
-	// The plugin places its pool beneath db's, so register it before any
-	// session is derived from db. It never audits the service's own tables
-	// (audit.DefaultTable and audit_chain_heads); a service with
-	// audit.WithTable passes the same name to gormaudit.WithAuditTable.
+	// The log is on the application's own file, so the plugin writes each
+	// change's entry inside the change's own transaction (RecordTx): a
+	// committed transfer always has its entries, even across a kill -9.
+	// It never audits the service's own tables (audit.DefaultTable, its
+	// outbox and audit.ChainTable); a service with audit.WithTable passes
+	// the same name to gormaudit.WithAuditTable. Register the plugin
+	// before any session is derived from db.
 	plugin, err := gormaudit.New(svc, gormaudit.WithLogger(logger))
 	if err != nil {
 		return err
@@ -185,14 +192,20 @@ func run(ctx context.Context, addr, dbPath string, out io.Writer, logger *slog.L
 	mux.HandleFunc("PATCH /accounts/{id}", api.updateAccount)
 	mux.HandleFunc("DELETE /accounts/{id}", api.deleteAccount)
 	mux.HandleFunc("POST /transfer", api.transfer)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = io.WriteString(w, "ok\n")
-	})
+	// Metrics and health (metrics.go).
+	metrics, stopMetrics, err := newMetrics(svc, logger)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopMetrics(context.Background()) }()
+	mux.HandleFunc("GET /healthz", healthz(svc))
+	mux.Handle("GET /metrics", metrics)
+	// End of metrics and health.
 
 	auditor, err := audithttp.New(svc,
 		// X-User stands in for authentication: see the package doc.
 		audithttp.WithActor(func(r *http.Request) string { return r.Header.Get("X-User") }),
-		audithttp.WithSkipPaths("/healthz"),
+		audithttp.WithSkipPaths("/healthz", "/metrics"),
 		audithttp.WithLogger(logger),
 	)
 	if err != nil {

@@ -7,14 +7,12 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"errors"
 	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/mattn/go-sqlite3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -83,13 +81,6 @@ func HoldConn(tb testing.TB, conn *sql.Conn) (release func()) {
 	}
 	tb.Cleanup(release)
 	return release
-}
-
-// IsBusy reports whether err is SQLite's "database is locked" or "table is
-// locked".
-func IsBusy(err error) bool {
-	var se sqlite3.Error
-	return errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked)
 }
 
 // WaitFor polls cond until it holds or the deadline passes: for effects of
