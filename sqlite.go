@@ -234,7 +234,7 @@ func sqliteWAL(ctx context.Context, db *sql.DB) error {
 // one, and at SQLite's message (the same with and without cgo).
 func sqliteExplain(file string, err error) error {
 	if !sqliteCgo && strings.Contains(err.Error(), "cgo") {
-		return permanent(err, "WithSQLite opens SQLite with mattn/go-sqlite3, a cgo package: build with CGO_ENABLED=1 and a C compiler, or use PostgreSQL through WithDialector",
+		return permanent(err, "WithSQLite opens SQLite with mattn/go-sqlite3, a cgo package: build with CGO_ENABLED=1 and a C compiler, or pass a pure-Go SQLite driver (github.com/glebarez/sqlite; README: SQLite without cgo) or PostgreSQL through WithDialector",
 			"SQLite needs cgo, and this program was built with CGO_ENABLED=0")
 	}
 	if file != "" {

@@ -12,8 +12,12 @@ import (
 const sqliteCgo = true
 
 // sqliteBusy reports whether err is SQLite's "database is locked" or
-// "table is locked".
+// "table is locked": from mattn/go-sqlite3 (WithSQLite), or from a pure-Go
+// driver passed through WithDialector or WithDB.
 func sqliteBusy(err error) bool {
 	var se sqlite3.Error
-	return errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked)
+	if errors.As(err, &se) {
+		return se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked
+	}
+	return driverBusy(err)
 }
