@@ -39,6 +39,8 @@ var sqliteDialect = dialect{
 	// once and runs it for every full chunk.
 	insertRows:    sqliteInsertRows,
 	prepareInsert: true,
+	autoID:        true,
+	insertOr:      " OR FAIL",
 	isBusy:        sqliteBusy,
 }
 
