@@ -34,7 +34,7 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 		return fmt.Errorf("read chain head: %w", err)
 	}
 	auto := false
-	if sess.d.autoID {
+	if sess.d.autoID && !sess.explicitIDs.Load() {
 		var maxID sql.NullInt64
 		if err := tx.QueryRowContext(ctx, sess.q.maxID).Scan(&maxID); err != nil {
 			return fmt.Errorf("read the last id: %w", err)
@@ -82,6 +82,10 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 		}
 		if auto && start+len(chunk) == len(recs) {
 			if id, err := res.LastInsertId(); err != nil || id != lastID {
+				// A table that numbers its rows otherwise (AUTOINCREMENT
+				// after deletions): the retry, and every later batch,
+				// name the IDs.
+				sess.explicitIDs.Store(true)
 				return fmt.Errorf("insert %d entries: the last got id %d, not %d as chained (%v)", len(recs), id, lastID, err)
 			}
 		}

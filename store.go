@@ -49,6 +49,10 @@ type session struct {
 	// get is Get's query, prepared once: database/sql prepares it again
 	// on each connection of the pool the first time it runs there.
 	get *sql.Stmt
+	// explicitIDs is set once an INSERT without ids numbered its rows
+	// otherwise than the chain (see appendChain): the writer names them
+	// from then on.
+	explicitIDs atomic.Bool
 	// stmts holds List's and Count's queries, prepared on first use: one
 	// per combination of Filter fields at most (a few hundred).
 	stmts sync.Map // query text -> *sql.Stmt
