@@ -63,6 +63,10 @@ type dialect struct {
 	// any error anyway).
 	insertOr string
 
+	// checkpoint copies the WAL into the database beside the writer
+	// (checkpoint.go); nil where the database does it itself.
+	checkpoint func(ctx context.Context, db *sql.DB) error
+
 	// isBusy reports whether err means the database is locked by another
 	// writer, to be retried.
 	isBusy func(err error) bool

@@ -41,6 +41,7 @@ var sqliteDialect = dialect{
 	prepareInsert: true,
 	autoID:        true,
 	insertOr:      " OR FAIL",
+	checkpoint:    sqliteCheckpoint,
 	isBusy:        sqliteBusy,
 }
 
@@ -68,8 +69,10 @@ const (
 	// sqliteCheckpointPages is the WAL size, in pages, past which a
 	// commit of the service checkpoints (SQLite's default is 1000): the
 	// random index pages that every batch dirties again are written to the
-	// database once per 64 MiB of WAL instead of once per batch. The WAL
-	// file is truncated back to sqliteWALLimit after a checkpoint.
+	// database once per 64 MiB of WAL instead of once per batch, and the
+	// writer's background checkpoints (checkpoint.go) have copied most of
+	// them by then. The WAL file is truncated back to sqliteWALLimit after
+	// a checkpoint.
 	sqliteCheckpointPages = 16384
 	sqliteWALLimit        = 64 << 20
 	// sqliteInsertRows is the rows per INSERT on SQLite: small enough that
