@@ -14,9 +14,7 @@ import (
 //     written at once, and entries that arrive while a transaction commits
 //     form the next batch (group commit). Without WithBatchSize the limit
 //     doubles after every full batch, up to maxGrownBatch, and halves back
-//     towards DefaultBatchSize after one less than half full (growBatch).
-//     In sync mode a batch waits up to syncLinger to be as big as the last
-//     one, whose callers are coming back with their next entries. A failed batch is retried, whole
+//     towards DefaultBatchSize after one less than half full (growBatch). A failed batch is retried, whole
 //     and in order, with capped exponential backoff. Flush barriers and
 //     sync callers are answered only after the transaction holding their
 //     entries has committed.
@@ -49,14 +47,6 @@ const (
 	// WithBatchSize: on the realistic benchmark 4096-entry batches wrote
 	// a quarter of the bytes per entry that 512-entry ones did.
 	maxGrownBatch = 8192
-	// syncLinger is the most a sync-mode batch waits to be as big as the
-	// last one. The callers of a batch all wait for its commit, so the
-	// queue is empty when it ends; they Record again within a fraction of
-	// a millisecond, and without the wait the next batch would hold the
-	// first one or two of them, and the one after it the rest: twice the
-	// commits (and fsyncs) for the same entries. A lone caller never
-	// waits (its last batch held one entry).
-	syncLinger = time.Millisecond
 )
 
 // outboxTurn is the state of the writer's moving of RecordTx entries
@@ -97,7 +87,6 @@ func (s *AuditService) runWriter() {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	limit := s.cfg.batchSize
-	fill := 0 // sync mode: the entries of the last batch, whose callers come back
 	batch := make([]item, 0, limit)
 	recs := make([]*record, 0, limit)
 	var ret retention
@@ -105,7 +94,7 @@ func (s *AuditService) runWriter() {
 	defer ob.fast.Stop()
 	for {
 		var ok bool
-		batch, ok = s.nextBatch(batch[:0], limit, fill, tick.C, &ret, &ob)
+		batch, ok = s.nextBatch(batch[:0], limit, tick.C, &ret, &ob)
 		if !ok {
 			if s.abort.Err() == nil && s.usedOutbox.Load() {
 				s.drainOutbox() // the last committed RecordTx entries
@@ -127,9 +116,6 @@ func (s *AuditService) runWriter() {
 		}
 		limit = s.growBatch(limit, len(recs))
 		ckpt.committed(s, len(recs))
-		if !s.cfg.async {
-			fill = len(recs)
-		}
 		if ob.due || (len(recs) < len(batch) && s.usedOutbox.Load()) {
 			// A Flush barrier covers the RecordTx entries committed
 			// before it: move them before answering it.
@@ -165,13 +151,12 @@ func (s *AuditService) growBatch(limit, n int) int {
 }
 
 // nextBatch waits for the first item, then takes what else is queued, up to
-// limit entries; while it has fewer than fill, it waits up to syncLinger
-// for more. While a retention run is in progress it does not wait:
+// limit entries. While a retention run is in progress it does not wait:
 // with nothing queued it returns no item, so that the writer prunes the
 // next chunk. It reports false when the writer should end: after Shutdown
 // began, once no sender can add more and the queue is empty, or on abort;
 // whatever it returns then has not been written.
-func (s *AuditService) nextBatch(b []item, limit, fill int, tick <-chan time.Time, ret *retention, ob *outboxTurn) ([]item, bool) {
+func (s *AuditService) nextBatch(b []item, limit int, tick <-chan time.Time, ret *retention, ob *outboxTurn) ([]item, bool) {
 	var first item
 	if ret.cutoff != "" && !s.in.isClosed() {
 		select {
@@ -219,7 +204,6 @@ func (s *AuditService) nextBatch(b []item, limit, fill int, tick <-chan time.Tim
 	if first.rec != nil {
 		n++
 	}
-	var linger *time.Timer
 	for n < limit {
 		select {
 		case it := <-s.in.queue:
@@ -227,29 +211,7 @@ func (s *AuditService) nextBatch(b []item, limit, fill int, tick <-chan time.Tim
 			if it.rec != nil {
 				n++
 			}
-			continue
 		default:
-		}
-		if n >= fill {
-			return b, true
-		}
-		// Sync callers of the last batch are on their way back with
-		// their next entries: wait a moment for them (see syncLinger).
-		if linger == nil {
-			linger = time.NewTimer(syncLinger)
-			defer linger.Stop()
-		}
-		select {
-		case it := <-s.in.queue:
-			b = append(b, it)
-			if it.rec != nil {
-				n++
-			}
-		case <-linger.C:
-			return b, true
-		case <-s.in.closing:
-			return b, true
-		case <-s.abort.Done():
 			return b, true
 		}
 	}

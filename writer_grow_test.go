@@ -3,7 +3,6 @@ package audit
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
@@ -59,37 +58,4 @@ func TestBatchesGrowWhileCommitsLag(t *testing.T) {
 			assert.LessOrEqual(t, size, DefaultBatchSize)
 		}
 	})
-}
-
-// TestSyncBatchLingerEnds: in sync mode a batch waits for as many entries
-// as the last one held, but never for long: after a batch of three, a lone
-// caller's entry is committed on its own.
-func TestSyncBatchLingerEnds(t *testing.T) {
-	ctx := context.Background()
-	s, rec, path := batchObserved(t, WithAsync(false))
-	require.NoError(t, s.Ping(ctx))
-	release := testutil.HoldWriteLock(t, path)
-	errs := make(chan error, 3)
-	start := make(chan struct{})
-	for i := range 3 {
-		go func() {
-			<-start
-			errs <- s.Record(ctx, sampleEntry(i))
-		}()
-	}
-	close(start)
-	testutil.WaitFor(t, 10*time.Second, func() bool { return s.Stats().Queued == 3 }, "three entries queued")
-	release()
-	for range 3 {
-		require.NoError(t, <-errs)
-	}
-	require.NoError(t, s.Record(ctx, sampleEntry(3)))
-	sizes := rec.batches()
-	require.NotEmpty(t, sizes)
-	assert.Equal(t, 1, sizes[len(sizes)-1], "the lone entry went alone, after the wait")
-	total := 0
-	for _, n := range sizes {
-		total += n
-	}
-	assert.Equal(t, 4, total)
 }
