@@ -48,11 +48,14 @@ const (
 	// realHandRows is the rows per transaction and per INSERT of the
 	// hand-written table.
 	realHandRows = 1024
-	// realNaiveN is how many entries each naive run creates: at about a
+	// realNaiveN is how many entries naive/callers=16 creates: at about a
 	// thousand a second, a long run would only cost time. Its table stays
-	// small, which makes it faster, not slower: the x-naive ratios are
+	// small, which makes it faster, not slower: the async x-naive ratio is
 	// conservative.
 	realNaiveN = 4000
+	// realSyncN is how many entries naive/callers=64 and sync/callers=64
+	// each write: the same, so that both end on tables of one size.
+	realSyncN = 8000
 )
 
 // BenchmarkRealisticIngest is ingest of realistic entries, per round:
@@ -65,8 +68,8 @@ const (
 //     that many goroutines, a table with an index per filter column;
 //   - async/callers=16: 16 goroutines Record N entries, then Flush (x-hand,
 //     x-naive);
-//   - sync/callers=64: 64 goroutines Record in sync mode (x-naive), N/4
-//     entries.
+//   - sync/callers=64: 64 goroutines Record in sync mode (x-naive), as
+//     many entries as naive/callers=64.
 func BenchmarkRealisticIngest(b *testing.B) {
 	rounds := realEnvInt(b, "AUDIT_REALISTIC_ROUNDS", 3)
 	n := realEnvInt(b, "AUDIT_REALISTIC_N", 100_000)
@@ -79,8 +82,8 @@ func BenchmarkRealisticIngest(b *testing.B) {
 		{"hand", realHand, n},
 		{"naive/callers=16", func(b *testing.B, es []Entry) float64 { return realNaive(b, es, 16) }, min(n, realNaiveN)},
 		{"async/callers=16", func(b *testing.B, es []Entry) float64 { return realLibrary(b, es, 16, WithAsync(true)) }, n},
-		{"naive/callers=64", func(b *testing.B, es []Entry) float64 { return realNaive(b, es, 64) }, min(n, realNaiveN)},
-		{"sync/callers=64", func(b *testing.B, es []Entry) float64 { return realLibrary(b, es, 64, WithAsync(false)) }, max(n/4, 64)},
+		{"naive/callers=64", func(b *testing.B, es []Entry) float64 { return realNaive(b, es, 64) }, min(n, realSyncN)},
+		{"sync/callers=64", func(b *testing.B, es []Entry) float64 { return realLibrary(b, es, 64, WithAsync(false)) }, min(n, realSyncN)},
 	}
 	ns := map[string][]float64{}    // per round
 	wa := map[string][]float64{}    // wchar bytes per entry, per round
@@ -556,8 +559,8 @@ func BenchmarkRealisticIngestPostgres(b *testing.B) {
 		{"hand", realHandPostgres, n},
 		{"naive/callers=16", func(b *testing.B, es []Entry) float64 { return realNaivePostgres(b, es, 16) }, min(n, 4*realNaiveN)},
 		{"async/callers=16", func(b *testing.B, es []Entry) float64 { return realLibraryPostgres(b, es, 16, WithAsync(true)) }, n},
-		{"naive/callers=64", func(b *testing.B, es []Entry) float64 { return realNaivePostgres(b, es, 64) }, min(n, 4*realNaiveN)},
-		{"sync/callers=64", func(b *testing.B, es []Entry) float64 { return realLibraryPostgres(b, es, 64, WithAsync(false)) }, max(n/4, 64)},
+		{"naive/callers=64", func(b *testing.B, es []Entry) float64 { return realNaivePostgres(b, es, 64) }, min(n, 2*realSyncN)},
+		{"sync/callers=64", func(b *testing.B, es []Entry) float64 { return realLibraryPostgres(b, es, 64, WithAsync(false)) }, min(n, 2*realSyncN)},
 	}
 	ns := map[string][]float64{}
 	for range rounds {
