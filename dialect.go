@@ -57,6 +57,19 @@ type dialect struct {
 	// every full chunk (where compiling costs more than a round trip).
 	insertRows    int
 	prepareInsert bool
+	// autoID says that a row inserted without an id gets one more than
+	// the table's largest (SQLite's rowid), which the writer uses to
+	// leave the id out of its INSERTs (see appendChain).
+	autoID bool
+	// insertOr is the conflict clause of the writer's INSERTs (" OR
+	// FAIL" on SQLite, where the default, ABORT, makes a multi-row INSERT
+	// keep a statement journal; the writer rolls back the whole batch on
+	// any error anyway).
+	insertOr string
+
+	// checkpoint copies the WAL into the database beside the writer
+	// (checkpoint.go); nil where the database does it itself.
+	checkpoint func(ctx context.Context, db *sql.DB) error
 
 	// isBusy reports whether err means the database is locked by another
 	// writer, to be retried.

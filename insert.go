@@ -20,12 +20,18 @@ func (s *AuditService) insertBatch(ctx context.Context, sess *session, recs []*r
 }
 
 // appendChain is insertBatch's work inside the write transaction tx.
+//
+// Where the dialect numbers rows itself (sqlite's rowid: one more than the
+// largest, see dialect.autoID) and the table's largest ID is the chain
+// head's, the INSERT leaves the id out: the database gives the rows the
+// same IDs the chain does, and the last one is checked. An INSERT that
+// names the rowid makes SQLite keep a statement journal, a copy of every
+// page the statement changes that the transaction had changed already:
+// with random index keys, most of them, for every chunk of the batch.
 func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer, recs []*record) error {
 	if err := sess.refuseWrite(); err != nil { // the chain key must match the log's (treeopen.go)
 		return err
 	}
-	text := insertTextOf(&sess.q)
-	rowsPer := sess.d.insertRows
 	var lastID int64
 	var lastHash string
 	if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&lastID, &lastHash); err != nil {
@@ -35,6 +41,17 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 		return errNoIDLeft(sess, lastID, len(recs))
 	}
 	firstID, firstPrev, hashes := lastID+1, lastHash, make([]string, 0, len(recs))
+	auto := false
+	if sess.d.autoID && !sess.explicitIDs.Load() {
+		var maxID sql.NullInt64
+		if err := tx.QueryRowContext(ctx, sess.q.maxID).Scan(&maxID); err != nil {
+			return fmt.Errorf("read the last id: %w", err)
+		}
+		auto = maxID.Valid && maxID.Int64 == lastID || !maxID.Valid && lastID == 0
+	}
+	text := insertTextOf(&sess.q, auto)
+	cols := text.cols
+	rowsPer := sess.d.insertRows
 	var full *sql.Stmt
 	if p, ok := tx.(preparer); ok && sess.d.prepareInsert && len(recs) >= 2*rowsPer {
 		stmt, err := p.PrepareContext(ctx, text.rows(rowsPer))
@@ -44,7 +61,7 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 		defer stmt.Close()
 		full = stmt
 	}
-	args := make([]any, 0, min(len(recs), rowsPer)*10)
+	args := make([]any, 0, min(len(recs), rowsPer)*cols)
 	for start := 0; start < len(recs); start += rowsPer {
 		chunk := recs[start:min(start+rowsPer, len(recs))]
 		args = args[:0]
@@ -55,18 +72,31 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 			if r.details != nil {
 				details = string(r.details)
 			}
-			args = append(args, lastID, r.time, r.eventType, r.actor, r.resource, r.outcome, r.requestID, details, lastHash, hash)
+			if !auto {
+				args = append(args, lastID)
+			}
+			args = append(args, r.time, r.eventType, r.actor, r.resource, r.outcome, r.requestID, details, lastHash, hash)
 			lastHash = hash
 			hashes = append(hashes, hash)
 		}
+		var res sql.Result
 		var err error
 		if full != nil && len(chunk) == rowsPer {
-			_, err = full.ExecContext(ctx, args...)
+			res, err = full.ExecContext(ctx, args...)
 		} else {
-			_, err = tx.ExecContext(ctx, text.rows(len(chunk)), args...)
+			res, err = tx.ExecContext(ctx, text.rows(len(chunk)), args...)
 		}
 		if err != nil {
 			return fmt.Errorf("insert %d entries: %w", len(chunk), err)
+		}
+		if auto && start+len(chunk) == len(recs) {
+			if id, err := res.LastInsertId(); err != nil || id != lastID {
+				// A table that numbers its rows otherwise (AUTOINCREMENT
+				// after deletions): the retry, and every later batch,
+				// name the IDs.
+				sess.explicitIDs.Store(true)
+				return fmt.Errorf("insert %d entries: the last got id %d, not %d as chained (%v)", len(recs), id, lastID, err)
+			}
 		}
 	}
 	if err := s.treeAppend(ctx, tx, sess, firstID, firstPrev, hashes); err != nil {
@@ -88,6 +118,7 @@ type preparer interface {
 // (placeholders are numbered from the first row on), so that no batch
 // builds SQL.
 type insertText struct {
+	cols int // arguments per row
 	sql  string
 	ends [insertChunk + 1]int // ends[n] is the length of the text for n rows
 }
@@ -100,26 +131,31 @@ func (t *insertText) rows(n int) string { return t.sql[:t.ends[n]] }
 var insertTexts sync.Map // insertTextKey -> *insertText
 
 type insertTextKey struct {
-	head string   // queries.insertHead: names the table
+	head string   // queries.insertHead or insertAuto: names the table and the columns
 	d    *dialect // the placeholders' style
 }
 
-// insertTextOf returns q's insertText, building it on first use.
-func insertTextOf(q *queries) *insertText {
-	key := insertTextKey{q.insertHead, q.d}
+// insertTextOf returns q's insertText, of all columns or (auto) of all but
+// the id, building it on first use.
+func insertTextOf(q *queries, auto bool) *insertText {
+	head, cols := q.insertHead, 10
+	if auto {
+		head, cols = q.insertAuto, 9
+	}
+	key := insertTextKey{head, q.d}
 	if t, ok := insertTexts.Load(key); ok {
 		return t.(*insertText)
 	}
-	t := new(insertText)
+	t := &insertText{cols: cols}
 	var b strings.Builder
-	b.WriteString(q.insertHead)
+	b.WriteString(head)
 	arg := 0
 	for row := 1; row <= insertChunk; row++ {
 		if row > 1 {
 			b.WriteByte(',')
 		}
 		b.WriteByte('(')
-		for c := 0; c < 10; c++ {
+		for c := 0; c < cols; c++ {
 			if c > 0 {
 				b.WriteByte(',')
 			}

@@ -69,6 +69,7 @@ type config struct {
 	async      bool
 	queueSize  int
 	batchSize  int
+	batchGrow  bool // no WithBatchSize: batches may grow past batchSize (see writer.go)
 	overflow   OverflowPolicy
 	retention  time.Duration
 	chainKey   []byte
@@ -92,6 +93,7 @@ func defaultConfig() config {
 		async:          true,
 		queueSize:      DefaultQueueSize,
 		batchSize:      DefaultBatchSize,
+		batchGrow:      true,
 		overflow:       OverflowBlock,
 		logger:         slog.Default(),
 		clock:          time.Now,
@@ -227,9 +229,20 @@ func WithQueueSize(n int) Option {
 }
 
 // WithBatchSize sets the most entries the writer commits in one
-// transaction. Defaults to 512.
+// transaction. Defaults to 512; without this option, while commits are the
+// bottleneck (every batch comes back full) the writer lets batches grow,
+// doubling up to 8192 entries, and shrinks them back to 512 once the queue
+// keeps up, because on a log with random index keys (request IDs,
+// resources) a transaction costs about the same however many entries it
+// holds.
 func WithBatchSize(n int) Option {
-	return func(c *config) { c.atLeastOne("WithBatchSize", "batch size", n, &c.batchSize) }
+	return func(c *config) {
+		if n < 1 {
+			c.fail("WithBatchSize", "batch size %d is below 1", n)
+			return
+		}
+		c.batchSize, c.batchGrow = n, false
+	}
 }
 
 // WithOverflow sets what async Record does with a full queue. Defaults to

@@ -37,7 +37,7 @@ func (s *AuditService) Get(ctx context.Context, id int64) (Entry, error) {
 		return Entry{}, err
 	}
 	defer done()
-	rows, err := sess.sqlDB.QueryContext(ctx, sess.q.get, id)
+	rows, err := sess.get.QueryContext(ctx, id)
 	if err != nil {
 		return Entry{}, opErr("get "+itoa(id), err)
 	}
@@ -79,7 +79,11 @@ func (s *AuditService) List(ctx context.Context, f Filter) ([]Entry, error) {
 	}
 	args = append(args, limit)
 	query := "SELECT " + columns + " FROM " + sess.q.table + where + order + " LIMIT " + sess.q.d.ph(len(args))
-	rows, err := sess.sqlDB.QueryContext(ctx, query, args...)
+	stmt, err := sess.stmt(ctx, query)
+	if err != nil {
+		return nil, opErr("list", err)
+	}
+	rows, err := stmt.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, opErr("list", err)
 	}
@@ -110,8 +114,12 @@ func (s *AuditService) Count(ctx context.Context, f Filter) (int64, error) {
 	}
 	defer done()
 	where, args := sess.q.where(&f)
+	stmt, err := sess.stmt(ctx, "SELECT COUNT(*) FROM "+sess.q.table+where)
+	if err != nil {
+		return 0, opErr("count", err)
+	}
 	var n int64
-	if err := sess.sqlDB.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+sess.q.table+where, args...).Scan(&n); err != nil {
+	if err := stmt.QueryRowContext(ctx, args...).Scan(&n); err != nil {
 		return 0, opErr("count", err)
 	}
 	return n, nil

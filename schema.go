@@ -29,6 +29,8 @@ type queries struct {
 	setHead    string   // args: last_id, last_hash, table name
 	get        string   // arg: id
 	insertHead string   // INSERT INTO t (columns) VALUES
+	insertAuto string   // the same without the id column (dialect.autoID)
+	maxID      string   // the table's largest id, NULL when empty
 	pruneScan  string   // args: limit
 	pruneDel   string   // arg: last id
 	checkpoint string   // args: pruned_id, pruned_hash, table name
@@ -126,7 +128,9 @@ func newQueries(d *dialect, table string) queries {
 	q.head = `SELECT last_id, last_hash FROM ` + chainTable + ` WHERE table_name = ` + d.ph(1) + d.lockHead
 	q.setHead = `UPDATE ` + chainTable + ` SET last_id = ` + d.ph(1) + `, last_hash = ` + d.ph(2) + ` WHERE table_name = ` + d.ph(3)
 	q.get = `SELECT ` + columns + ` FROM ` + t + ` WHERE id = ` + d.ph(1)
-	q.insertHead = `INSERT INTO ` + t + ` (` + columns + `) VALUES `
+	q.insertHead = `INSERT` + d.insertOr + ` INTO ` + t + ` (` + columns + `) VALUES `
+	q.insertAuto = `INSERT` + d.insertOr + ` INTO ` + t + ` (` + strings.TrimPrefix(columns, "id, ") + `) VALUES `
+	q.maxID = `SELECT MAX(id) FROM ` + t
 	q.pruneScan = `SELECT id, time, hash FROM ` + t + ` ORDER BY id LIMIT ` + d.ph(1)
 	q.pruneDel = `DELETE FROM ` + t + ` WHERE id <= ` + d.ph(1)
 	q.checkpoint = `UPDATE ` + chainTable + ` SET pruned_id = ` + d.ph(1) + `, pruned_hash = ` + d.ph(2) + ` WHERE table_name = ` + d.ph(3)

@@ -62,6 +62,16 @@ type session struct {
 	// fault is what checkSchema found wrong when the session opened, until
 	// the writer finds it fixed; nil when nothing was.
 	fault atomic.Pointer[error]
+	// get is Get's query, prepared once: database/sql prepares it again
+	// on each connection of the pool the first time it runs there.
+	get *sql.Stmt
+	// explicitIDs is set once an INSERT without ids numbered its rows
+	// otherwise than the chain (see appendChain): the writer names them
+	// from then on.
+	explicitIDs atomic.Bool
+	// stmts holds List's and Count's queries, prepared on first use: one
+	// per combination of Filter fields at most (a few hundred).
+	stmts sync.Map // query text -> *sql.Stmt
 
 	users gate // the calls using it now (store.use); closed when it is retired
 }
@@ -179,6 +189,9 @@ func (st *store) open(ctx context.Context) (*session, error) {
 	if err := sess.sqlDB.QueryRowContext(ctx, sess.q.logID, sess.q.key).Scan(&sess.logID); err != nil {
 		return nil, abandonOpen(sess, fmt.Errorf("read the log id: %w", err))
 	}
+	if sess.get, err = sess.sqlDB.PrepareContext(ctx, sess.q.get); err != nil {
+		return nil, abandonOpen(sess, fmt.Errorf("prepare get: %w", err))
+	}
 	var seq int64
 	if err := sess.sqlDB.QueryRowContext(ctx, sess.q.outboxPeek).Scan(&seq); err == nil {
 		defer st.hooks.leftovers()
@@ -207,12 +220,35 @@ func abandonOpen(sess *session, err error) error {
 	return err
 }
 
+// stmt returns query prepared, preparing it on its first use.
+func (sess *session) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := sess.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := sess.sqlDB.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := sess.stmts.LoadOrStore(query, st); loaded {
+		_ = st.Close() // another call prepared it first
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
 // close releases what the session holds; it closes the database only if
 // the service opened it.
 func (sess *session) close() error {
 	var err error
+	if sess.get != nil {
+		err = sess.get.Close()
+	}
+	sess.stmts.Range(func(_, v any) bool {
+		err = errors.Join(err, v.(*sql.Stmt).Close())
+		return true
+	})
 	if sess.keep != nil {
-		err = sess.keep.Close()
+		err = errors.Join(err, sess.keep.Close())
 	}
 	if sess.owned {
 		closeGorm(sess.db)

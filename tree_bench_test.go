@@ -172,7 +172,7 @@ func writeRawLog(tb testing.TB, path string, n int) {
 	h := hasher{}
 	prev := ""
 	const rowsPer = 50
-	text := insertTextOf(&q).rows(rowsPer)
+	text := insertTextOf(&q, false).rows(rowsPer)
 	for start := 0; start < n; start += 50000 {
 		tx, err := db.Begin()
 		require.NoError(tb, err)

@@ -36,9 +36,14 @@ func renderChart(path string, rows []row) error {
 	plot.DefaultFont = sans
 	plotter.DefaultFont = sans
 
-	// A context row is drawn as a bar of the panel of its baseline.
+	// A context row is drawn as a bar of the panel of its baseline; a goal
+	// that was not measured (a run without the realistic suite) has no
+	// panel.
 	var goals, context []row
 	for _, r := range rows {
+		if !r.measured {
+			continue
+		}
 		if r.kind == info {
 			context = append(context, r)
 		} else {

@@ -37,6 +37,20 @@ PASS
     perf_test.go:889: heap-growth-MiB -0.03 (HeapAlloc 1760008 -> 1731920 bytes over 1000000 refused Records)
 --- PASS: TestPerfRefusedRecordsHeap (3.41s)
 PASS
+BenchmarkRealisticIngest/hand-2         	       1	     47000 ns/op	       681.2 db-bytes/entry	     21277 entries/s	      3132 wa-bytes/entry
+BenchmarkRealisticIngest/naive/callers=16-2         	       1	   1800000 ns/op	       576.5 db-bytes/entry	       555.6 entries/s	     46506 wa-bytes/entry
+BenchmarkRealisticIngest/async/callers=16-2         	       1	     40000 ns/op	       712.9 db-bytes/entry	     25000 entries/s	      1800 wa-bytes/entry	         1.150 x-hand	        46.53 x-naive
+--- BENCH: BenchmarkRealisticIngest/async/callers=16-2
+    realistic_bench_test.go:140: x-hand per round: 1.23 1.15 1.10
+BenchmarkRealisticIngest/naive/callers=64-2         	       1	   1700000 ns/op	       580.6 db-bytes/entry	       588.2 entries/s	     50864 wa-bytes/entry
+BenchmarkRealisticIngest/sync/callers=64-2          	       1	    240000 ns/op	       722.5 db-bytes/entry	      4167 entries/s	      9961 wa-bytes/entry	         7.500 x-naive
+BenchmarkRealisticQuery/entries=200000/get/sql-2         	       1	     30000 ns/op
+BenchmarkRealisticQuery/entries=200000/get/audit-2       	       1	     24000 ns/op	         0.8100 cost-x-sql
+BenchmarkRealisticQuery/entries=200000/list/sql-2        	       1	    200000 ns/op
+BenchmarkRealisticQuery/entries=200000/list/audit-2      	       1	    220000 ns/op	         1.600 cost-x-sql
+BenchmarkRealisticQuery/entries=200000/count/sql-2       	       1	    300000 ns/op
+BenchmarkRealisticQuery/entries=200000/count/audit-2     	       1	    310000 ns/op	         1.030 cost-x-sql
+PASS
 `
 
 func TestParseAndEvaluate(t *testing.T) {
@@ -63,6 +77,13 @@ func TestParseAndEvaluate(t *testing.T) {
 		"Count, 1M entries":               false, // 1.6×
 		"Heap growth, 1M refused Records": true,
 		"Writer stall during Prune":       true,
+		// The realistic suite's own median ratios decide, not ns/op's.
+		"Realistic async vs hand-written": true, // 1.15
+		"Realistic async vs naive":        true,
+		"Realistic sync, 64 callers":      false, // 7.5×
+		"Realistic Get, 200k":             true,
+		"Realistic List, 200k":            false, // 1.6× per rounds, though 1.1× by ns/op
+		"Realistic Count, 200k":           true,
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("%d rows, want %d", len(rows), len(want))
@@ -76,7 +97,8 @@ func TestParseAndEvaluate(t *testing.T) {
 		}
 	}
 	table := markdownTable(rows)
-	for _, s := range []string{"| 0.80× | ≥ 0.8× | ✓ |", "| 1.60× | ≤ 1.5× | ✗ |", "50,000 entries/s", "192 ms", "| 0.94× | — | |"} {
+	for _, s := range []string{"| 0.80× | ≥ 0.8× | ✓ |", "| 1.60× | ≤ 1.5× | ✗ |", "50,000 entries/s", "192 ms", "| 0.94× | — | |",
+		"| 1.15× | ≥ 0.8× (1800 bytes written per entry, baseline 3132) | ✓ |", "| 7.50× | ≥ 8×"} {
 		if !strings.Contains(table, s) {
 			t.Errorf("table lacks %q:\n%s", s, table)
 		}

@@ -1,0 +1,64 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"sync/atomic"
+)
+
+// walCheckpointEntries is how many committed entries make the writer start
+// a background checkpoint of the WAL (on SQLite, about 2 KB of WAL an
+// entry with random index keys): pages that several batches dirtied are
+// copied to the database once.
+const walCheckpointEntries = 8192
+
+// checkpointer runs the WAL checkpoints of the writer's commits on a
+// goroutine of its own, so that the writer goes on with the next batch
+// while the pages are copied: SQLite's own checkpoint (wal_autocheckpoint)
+// runs inside the COMMIT that crosses its threshold and holds the writer
+// for all of it. The autocheckpoint stays, at a higher threshold
+// (sqliteCheckpointPages), as the backstop that resets the WAL: the
+// background checkpoint has copied most frames by then, and it only copies
+// the rest. At most one checkpoint runs at a time; the writer owns the
+// checkpointer and waits for its goroutine before it ends.
+type checkpointer struct {
+	since int            // entries committed since the last checkpoint began; the writer's goroutine only
+	busy  atomic.Bool    // a checkpoint is running
+	wg    sync.WaitGroup // the running checkpoint's goroutine
+}
+
+// committed counts n entries the writer has just committed and starts a
+// checkpoint when walCheckpointEntries have gone by and none is running.
+func (c *checkpointer) committed(s *AuditService, n int) {
+	c.since += n
+	if c.since < walCheckpointEntries || c.busy.Load() {
+		return
+	}
+	sess := s.st.sess.Load()
+	if sess == nil || sess.d.checkpoint == nil || !sess.acquire() {
+		return // nothing to checkpoint, or the session is being retired
+	}
+	c.since = 0
+	c.busy.Store(true)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer c.busy.Store(false)
+		defer sess.release() // retiring the session waits for the checkpoint
+		if err := sess.d.checkpoint(s.abort, sess.sqlDB); err != nil && s.abort.Err() == nil {
+			// Harmless: the next one, or the autocheckpoint, copies the pages.
+			s.log.Debug("audit: background WAL checkpoint failed", "err", err)
+		}
+	}()
+}
+
+// wait waits for the running checkpoint, if any.
+func (c *checkpointer) wait() { c.wg.Wait() }
+
+// sqliteCheckpoint copies what it can of the WAL into the database
+// without waiting for readers or blocking the writer (PASSIVE).
+func sqliteCheckpoint(ctx context.Context, db *sql.DB) error {
+	_, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+	return err
+}
