@@ -179,6 +179,9 @@ func (st *store) open(ctx context.Context) (*session, error) {
 		if !tablesExist(ctx, sess, sess.q.objects[:2]) {
 			return nil, abandonOpen(sess, fmt.Errorf("the log has no %s table, or no %s (opened read-only: nothing is created)", sess.q.table, chainTable))
 		}
+		if sess.get, err = sess.sqlDB.PrepareContext(ctx, sess.q.get); err != nil {
+			return nil, abandonOpen(sess, fmt.Errorf("prepare get: %w", err))
+		}
 		return sess, nil
 	}
 	// CREATE ... IF NOT EXISTS passes over an index of the name on another
