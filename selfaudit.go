@@ -27,12 +27,22 @@ const SelfActor = "audit"
 // WithSelfAudit makes the service record its own start (in New), stop (in
 // the first Shutdown, before the drain), prunes that deleted entries (by
 // Prune and by WithRetention) and verifications, as entries of the event
-// types EventStart, EventStop, EventPrune and EventVerify, with Actor
+// types EventStart, EventStop, EventPrune and EventVerify (and
+// EventExport, through auditexport), with Actor
 // SelfActor. Off by default, because it adds entries that List and Count
 // return. A self-audit entry that cannot be queued (a full queue) is
 // logged, never waited for.
 func WithSelfAudit() Option {
 	return func(c *config) { c.selfAudit = true }
+}
+
+// RecordExport records, under WithSelfAudit, that an exporter delivered
+// the entries firstID through lastID (n of them) to consumer; without
+// WithSelfAudit it does nothing. auditexport's Exporter calls it once per
+// run that delivered anything, so the entry it adds is itself exported by
+// the next run, once.
+func (s *AuditService) RecordExport(consumer string, firstID, lastID int64, n uint64) {
+	s.selfRecord(EventExport, map[string]any{"consumer": consumer, "first_id": firstID, "last_id": lastID, "entries": n})
 }
 
 // selfRecord queues a self-audit entry, without waiting for room.

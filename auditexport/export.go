@@ -96,6 +96,14 @@ type Source interface {
 
 var _ Source = (*audit.AuditService)(nil)
 
+// exportRecorder is the Source that records its exports in its own chain
+// (*audit.AuditService, under audit.WithSelfAudit).
+type exportRecorder interface {
+	RecordExport(consumer string, firstID, lastID int64, n uint64)
+}
+
+var _ exportRecorder = (*audit.AuditService)(nil)
+
 // Config configures an [Exporter].
 type Config struct {
 	// Source is the log, usually the *audit.AuditService. Required.
@@ -202,6 +210,13 @@ func (x *Exporter) Run(ctx context.Context) error {
 	}
 	defer x.running.Store(false)
 	var pos int64
+	first, delivered := int64(0), uint64(0)
+	defer func() {
+		// The log's own life (audit.WithSelfAudit): what this run exported.
+		if r, ok := x.cfg.Source.(exportRecorder); ok && delivered > 0 {
+			r.RecordExport(x.cfg.Consumer, first, pos, delivered)
+		}
+	}()
 	if !x.retry(ctx, "read cursor", func() (err error) {
 		pos, err = x.cursor.load(ctx)
 		return err
@@ -257,6 +272,10 @@ func (x *Exporter) Run(ctx context.Context) error {
 		if !x.retry(ctx, "save cursor", func() error { return x.cursor.save(ctx, last) }) {
 			return nil // the batch goes again after a restart
 		}
+		if delivered == 0 {
+			first = batch[0].ID
+		}
+		delivered += uint64(len(batch))
 		pos = last
 		x.pos.Store(pos)
 	}
