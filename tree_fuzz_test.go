@@ -1,8 +1,10 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"sync"
@@ -121,7 +123,13 @@ func FuzzTamperOneByte(f *testing.F) {
 			_, err = db.Exec("UPDATE "+table+" SET data = ? WHERE level = ? AND n = ?", data, level, n)
 			require.NoError(t, err)
 		case 2: // the checkpoint
+			orig := append([]byte(nil), cp...)
 			cp[int(pos)%len(cp)] ^= delta
+			if sameNote(orig, cp, v) {
+				// The byte was in the unused low bits of the signature's
+				// last base64 digit: the note says and signs the same.
+				return
+			}
 		}
 		require.NoError(t, db.Close())
 		s, err := New(append([]Option{WithSQLite(path)}, opts...)...)
@@ -130,4 +138,25 @@ func FuzzTamperOneByte(f *testing.F) {
 		_, err = s.VerifyCheckpoint(context.Background(), cp, v)
 		require.Error(t, err, "target %d which %d pos %d delta %d", target%3, which, pos, delta)
 	})
+}
+
+// sameNote reports whether b opens, under v, to the same text and the same
+// signature bytes as a: then a change from a to b changed no content.
+func sameNote(a, b []byte, v note.Verifier) bool {
+	na, err := note.Open(a, note.VerifierList(v))
+	if err != nil {
+		return false
+	}
+	nb, err := note.Open(b, note.VerifierList(v))
+	if err != nil || na.Text != nb.Text || len(na.Sigs) != len(nb.Sigs) {
+		return false
+	}
+	for i := range na.Sigs {
+		sa, erra := base64.StdEncoding.DecodeString(na.Sigs[i].Base64)
+		sb, errb := base64.StdEncoding.DecodeString(nb.Sigs[i].Base64)
+		if erra != nil || errb != nil || !bytes.Equal(sa, sb) || na.Sigs[i].Name != nb.Sigs[i].Name || na.Sigs[i].Hash != nb.Sigs[i].Hash {
+			return false
+		}
+	}
+	return true
 }
