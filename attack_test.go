@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"io"
 	"os"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -319,23 +317,7 @@ func TestThreeProcessesKeepOneTree(t *testing.T) {
 		cp, err := s.Checkpoint(ctx)
 		require.NoError(t, err)
 
-		var wg sync.WaitGroup
-		var barriers []io.WriteCloser
-		for c := 0; c < children; c++ {
-			cmd, barrier := startHelper(t, "record",
-				"AUDIT_CHILD_DSN="+st.dsn, "AUDIT_CHILD_PATH="+st.path, "AUDIT_CHILD_TABLE="+st.table,
-				"AUDIT_CHILD_NAME=child"+strconv.Itoa(c), "AUDIT_CHILD_N="+strconv.Itoa(each))
-			barriers = append(barriers, barrier)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				assert.NoError(t, cmd.Wait(), "child %d", c)
-			}()
-		}
-		for _, b := range barriers {
-			require.NoError(t, b.Close())
-		}
-		wg.Wait()
+		runRecordChildren(t, st, children, each)
 		c2, err := s.Checkpoint(ctx)
 		require.NoError(t, err)
 		require.Equal(t, int64(10+children*each), c2.Size)

@@ -77,13 +77,11 @@ func TestShutdownTimeoutLogsUncommitted(t *testing.T) {
 
 		sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer cancel()
-		start := time.Now()
-		err := s.Shutdown(sctx)
-		elapsed := time.Since(start)
+		var err error
+		testutil.ReturnsWithin(t, testutil.HangBound, "Shutdown with its ctx ended", func() { err = s.Shutdown(sctx) })
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "audit: shutdown: 5 entries not committed")
 		require.ErrorIs(t, err, context.DeadlineExceeded)
-		assert.Less(t, elapsed, 1200*time.Millisecond, "Shutdown returns within a second of its ctx's end")
 		assert.Equal(t, err, s.Shutdown(ctx), "later calls return the first result")
 		assert.Equal(t, 0, s.Stats().Queued)
 

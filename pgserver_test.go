@@ -122,11 +122,10 @@ func TestPostgresRestart(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, func() bool { return s.Stats().Failures >= 2 }, "failed writes while the server is down")
 
 	qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	began := time.Now()
-	_, err := s.Count(qctx, Filter{})
+	var err error
+	testutil.ReturnsWithin(t, testutil.HangBound, "a query while the server is down", func() { _, err = s.Count(qctx, Filter{}) })
 	cancel()
 	require.Error(t, err, "a query while the server is down")
-	assert.Less(t, time.Since(began), 5*time.Second, "the query returned within its ctx, not after a hang")
 
 	srv.start(t)
 	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)

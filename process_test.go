@@ -53,6 +53,29 @@ func startHelper(t *testing.T, role string, env ...string) (*exec.Cmd, io.WriteC
 	return cmd, stdin
 }
 
+// runRecordChildren starts n "record" children on st's log, each recording
+// each entries as actor childN, releases them together and waits for all.
+func runRecordChildren(t *testing.T, st *backend, n, each int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var barriers []io.WriteCloser
+	for c := 0; c < n; c++ {
+		cmd, barrier := startHelper(t, "record",
+			"AUDIT_CHILD_DSN="+st.dsn, "AUDIT_CHILD_PATH="+st.path, "AUDIT_CHILD_TABLE="+st.table,
+			"AUDIT_CHILD_NAME=child"+strconv.Itoa(c), "AUDIT_CHILD_N="+strconv.Itoa(each))
+		barriers = append(barriers, barrier)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			assert.NoError(t, cmd.Wait(), "child %d", c)
+		}()
+	}
+	for _, b := range barriers {
+		require.NoError(t, b.Close())
+	}
+	wg.Wait()
+}
+
 // childRecord opens the log, waits for its stdin to close (the parent's
 // barrier), records AUDIT_CHILD_N entries as actor AUDIT_CHILD_NAME in
 // order from one goroutine, then shuts down.
@@ -105,23 +128,7 @@ func TestSeveralProcessesOneChain(t *testing.T) {
 		_, err := st.service(t).Count(ctx, Filter{})
 		require.NoError(t, err)
 
-		var wg sync.WaitGroup
-		var barriers []io.WriteCloser
-		for c := 0; c < children; c++ {
-			cmd, barrier := startHelper(t, "record",
-				"AUDIT_CHILD_DSN="+st.dsn, "AUDIT_CHILD_PATH="+st.path, "AUDIT_CHILD_TABLE="+st.table,
-				"AUDIT_CHILD_NAME=child"+strconv.Itoa(c), "AUDIT_CHILD_N="+strconv.Itoa(each))
-			barriers = append(barriers, barrier)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				assert.NoError(t, cmd.Wait(), "child %d", c)
-			}()
-		}
-		for _, b := range barriers {
-			require.NoError(t, b.Close())
-		}
-		wg.Wait()
+		runRecordChildren(t, st, children, each)
 
 		s := st.service(t)
 		n, err := s.Count(ctx, Filter{})

@@ -132,3 +132,24 @@ func (b *LogBuffer) JSONLogger() *slog.Logger {
 func Discard() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
+
+// HangBound is how long ReturnsWithin waits: far above anything a busy
+// machine adds, far below the "for ever" it exists to catch.
+const HangBound = 30 * time.Second
+
+// ReturnsWithin runs fn and fails the test if it has not returned within
+// bound: a hang detector, not a timing goal (timing goals belong in
+// benchmarks). fn keeps running if it hangs; the test fails at once.
+func ReturnsWithin(tb testing.TB, bound time.Duration, what string, fn func()) {
+	tb.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+	case <-time.After(bound):
+		tb.Fatalf("%s did not return within %v: it hangs", what, bound)
+	}
+}
