@@ -12,23 +12,31 @@ import (
 // insertBatch writes recs in one transaction: it reads the chain head,
 // links and hashes the entries after it, inserts them in multi-row INSERTs
 // and advances the head, so that the chain cannot fork however many
-// services write the table.
-func (s *AuditService) insertBatch(ctx context.Context, sess *session, recs []*record) error {
+// services write the table. more, when not nil, gives the transaction the
+// entries that arrived meanwhile before it commits (see refill).
+func (s *AuditService) insertBatch(ctx context.Context, sess *session, recs []*record, more refill) error {
 	return s.st.writeTx(ctx, sess, func(tx execer) error {
-		return s.appendChain(ctx, sess, tx, recs)
+		return s.appendChain(ctx, sess, tx, recs, more)
 	})
 }
 
-// appendChain is insertBatch's work inside the write transaction tx.
+// refill returns more entries for a write transaction to append, given the
+// ID the next one gets: what the queue holds now, up to the batch's limit;
+// none ends the transaction.
+type refill func(next int64) []*record
+
+// appendChain is insertBatch's work inside the write transaction tx: recs,
+// then whatever more returns, until it returns none.
 //
 // Where the dialect numbers rows itself (sqlite's rowid: one more than the
 // largest, see dialect.autoID) and the table's largest ID is the chain
 // head's, the INSERT leaves the id out: the database gives the rows the
-// same IDs the chain does, and the last one is checked. An INSERT that
-// names the rowid makes SQLite keep a statement journal, a copy of every
-// page the statement changes that the transaction had changed already:
-// with random index keys, most of them, for every chunk of the batch.
-func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer, recs []*record) error {
+// same IDs the chain does, and every chunk's last one is checked. An INSERT
+// that names the rowid makes SQLite keep a statement journal, a copy of
+// every page the statement changes that the transaction had changed
+// already: with random index keys, most of them, for every chunk of the
+// batch.
+func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer, recs []*record, more refill) error {
 	if err := sess.refuseWrite(); err != nil { // the chain key must match the log's (treeopen.go)
 		return err
 	}
@@ -36,9 +44,6 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 	var lastHash string
 	if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&lastID, &lastHash); err != nil {
 		return fmt.Errorf("read chain head: %w", err)
-	}
-	if lastID > math.MaxInt64-int64(len(recs)) {
-		return errNoIDLeft(sess, lastID, len(recs))
 	}
 	firstID, firstPrev, hashes := lastID+1, lastHash, make([]string, 0, len(recs))
 	auto := false
@@ -50,20 +55,17 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 		auto = maxID.Valid && maxID.Int64 == lastID || !maxID.Valid && lastID == 0
 	}
 	text := insertTextOf(&sess.q, auto)
-	cols := text.cols
 	rowsPer := sess.d.insertRows
-	var full *sql.Stmt
-	if p, ok := tx.(preparer); ok && sess.d.prepareInsert && len(recs) >= 2*rowsPer {
-		stmt, err := p.PrepareContext(ctx, text.rows(rowsPer))
-		if err != nil {
-			return fmt.Errorf("prepare insert: %w", err)
+	var full *sql.Stmt // the INSERT of rowsPer rows, prepared at the first full chunk
+	defer func() {
+		if full != nil {
+			full.Close()
 		}
-		defer stmt.Close()
-		full = stmt
-	}
-	args := make([]any, 0, min(len(recs), rowsPer)*cols)
-	for start := 0; start < len(recs); start += rowsPer {
-		chunk := recs[start:min(start+rowsPer, len(recs))]
+	}()
+	p, canPrepare := tx.(preparer)
+	canPrepare = canPrepare && sess.d.prepareInsert && (more != nil || len(recs) >= 2*rowsPer)
+	args := make([]any, 0, rowsPer*text.cols)
+	insert := func(chunk []*record) error {
 		args = args[:0]
 		for _, r := range chunk {
 			lastID++
@@ -81,6 +83,11 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 		}
 		var res sql.Result
 		var err error
+		if len(chunk) == rowsPer && full == nil && canPrepare {
+			if full, err = p.PrepareContext(ctx, text.rows(rowsPer)); err != nil {
+				return fmt.Errorf("prepare insert: %w", err)
+			}
+		}
 		if full != nil && len(chunk) == rowsPer {
 			res, err = full.ExecContext(ctx, args...)
 		} else {
@@ -89,14 +96,41 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 		if err != nil {
 			return fmt.Errorf("insert %d entries: %w", len(chunk), err)
 		}
-		if auto && start+len(chunk) == len(recs) {
+		if auto {
 			if id, err := res.LastInsertId(); err != nil || id != lastID {
 				// A table that numbers its rows otherwise (AUTOINCREMENT
 				// after deletions): the retry, and every later batch,
 				// name the IDs.
 				sess.explicitIDs.Store(true)
-				return fmt.Errorf("insert %d entries: the last got id %d, not %d as chained (%v)", len(recs), id, lastID, err)
+				return fmt.Errorf("insert %d entries: the last got id %d, not %d as chained (%v)", len(chunk), id, lastID, err)
 			}
+		}
+		return nil
+	}
+	// Full chunks go in as they fill; a short one only at the end, so that
+	// entries taken a few at a time still go in rowsPer to an INSERT.
+	pend := make([]*record, 0, 2*rowsPer)
+	for next := recs; len(next) > 0; {
+		if lastID > math.MaxInt64-int64(len(pend)+len(next)) {
+			return errNoIDLeft(sess, lastID, len(pend)+len(next))
+		}
+		for len(next) > 0 {
+			n := min(rowsPer-len(pend), len(next))
+			pend, next = append(pend, next[:n]...), next[n:]
+			if len(pend) == rowsPer {
+				if err := insert(pend); err != nil {
+					return err
+				}
+				pend = pend[:0]
+			}
+		}
+		if more != nil {
+			next = more(lastID + int64(len(pend)) + 1)
+		}
+	}
+	if len(pend) > 0 {
+		if err := insert(pend); err != nil {
+			return err
 		}
 	}
 	if err := s.treeAppend(ctx, tx, sess, firstID, firstPrev, hashes); err != nil {

@@ -193,7 +193,7 @@ func (s *AuditService) moveOutbox(ctx context.Context, sess *session) (int, erro
 		if len(recs) == 0 {
 			return nil
 		}
-		if err := s.appendChain(ctx, sess, tx, recs); err != nil {
+		if err := s.appendChain(ctx, sess, tx, recs, nil); err != nil {
 			return err
 		}
 		phs := make([]string, len(seqs))

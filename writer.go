@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -14,11 +15,14 @@ import (
 //     transaction, without waiting for a batch to fill: a lone entry is
 //     written at once, and entries that arrive while a transaction commits
 //     form the next batch (group commit). Without WithBatchSize the limit
-//     doubles after every full batch, up to maxGrownBatch, and halves back
-//     towards DefaultBatchSize after one less than half full (growBatch). A failed batch is retried, whole
-//     and in order, with capped exponential backoff. Flush barriers and
-//     sync callers are answered only after the transaction holding their
-//     entries has committed.
+//     doubles after every full batch, up to maxGrownBatch (less on a long
+//     log: batchCap), and halves back towards DefaultBatchSize after one
+//     less than half full (growBatch). A transaction that took a full
+//     batch (or half the queue) takes, before it commits, what arrived
+//     while it inserted, up to its limit (refill). A failed batch is
+//     retried, whole and in order, with capped exponential backoff. Flush
+//     barriers and sync callers are answered only after the transaction
+//     holding their entries has committed.
 //   - Every walCheckpointEntries committed entries it starts a WAL
 //     checkpoint on a goroutine of its own (checkpoint.go), which it waits
 //     for before it ends.
@@ -45,10 +49,42 @@ const (
 	// fileCheckEvery is how often an idle writer checks the file.
 	fileCheckEvery = 2 * time.Second
 	// maxGrownBatch is the most entries a batch grows to without
-	// WithBatchSize: on the realistic benchmark 4096-entry batches wrote
-	// a quarter of the bytes per entry that 512-entry ones did.
-	maxGrownBatch = 8192
+	// WithBatchSize (batchCap lowers it on a long log): on the realistic
+	// benchmark, 32768-entry transactions wrote half the bytes per entry
+	// that 4096-entry ones did, and 4096-entry ones a quarter of what
+	// 512-entry ones did.
+	maxGrownBatch = 32768
 )
+
+// The page model of batchCap. A transaction must not dirty more pages than
+// the page cache holds (sqliteParams' cache_size), or SQLite spills them
+// to the WAL before the commit and writes many of them again. The table's
+// pages fill in order; an index of a column with few values, or of time,
+// dirties a few pages; an index of random keys (a unique request ID, a
+// resource among millions, an actor among thousands) dirties a page per
+// entry until the batch covers all of its leaves.
+const (
+	capBudgetPages   = 14336 // 56 MiB of 4 KiB pages: 7/8 of the cache
+	capRowsPerPage   = 6     // table rows of ~600 bytes
+	capKeysPerLeaf   = 61    // index entries of ~50 bytes, pages 3/4 full
+	capRandomIndexes = 3
+)
+
+// batchCap is the most entries a grown batch takes when the log holds
+// about size entries: maxGrownBatch halved until the model's dirty pages
+// fit the budget: 32768 up to about 150,000 entries, 16384 at 200,000,
+// 8192 at 300,000, 4096 from about 500,000 on.
+func batchCap(size int64) int {
+	leaves := math.Max(1, float64(size)/capKeysPerLeaf)
+	k := maxGrownBatch
+	for ; k > DefaultBatchSize; k /= 2 {
+		random := capRandomIndexes * leaves * (1 - math.Exp(-float64(k)/leaves))
+		if random+float64(k)/capRowsPerPage <= capBudgetPages {
+			break
+		}
+	}
+	return k
+}
 
 // outboxTurn is the state of the writer's moving of RecordTx entries
 // (outbox.go) into the chain.
@@ -87,51 +123,91 @@ func (s *AuditService) runWriter() {
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	limit := s.cfg.batchSize
-	batch := make([]item, 0, limit)
-	recs := make([]*record, 0, limit)
+	b := &inflight{limit: s.cfg.batchSize}
 	var ret retention
 	ob := outboxTurn{fast: time.NewTicker(outboxPoll)}
 	defer ob.fast.Stop()
 	for {
 		var ok bool
-		batch, ok = s.nextBatch(batch[:0], limit, tick.C, &ret, &ob)
+		b.items, ok = s.nextBatch(b.items[:0], b.limit, tick.C, &ret, &ob)
 		if !ok {
 			if s.abort.Err() == nil && s.usedOutbox.Load() {
 				s.drainOutbox() // the last committed RecordTx entries
 			}
 			// Shutdown: after a full drain there is nothing left, and
 			// abandon only returns; after an abort it logs what is left.
-			s.abandon(batch)
+			s.abandon(b.items)
 			return
 		}
-		recs = recs[:0]
-		for _, it := range batch {
+		b.recs = b.recs[:0]
+		for _, it := range b.items {
 			if it.rec != nil {
-				recs = append(recs, it.rec)
+				b.recs = append(b.recs, it.rec)
 			}
 		}
-		if len(recs) > 0 && !s.commitWithRetry(recs) {
-			s.abandon(batch)
+		if len(b.recs) > 0 && !s.commitWithRetry(b) {
+			s.abandon(b.items)
 			return
 		}
-		limit = s.growBatch(limit, len(recs))
-		ckpt.committed(s, len(recs))
-		if ob.due || (len(recs) < len(batch) && s.usedOutbox.Load()) {
+		b.limit = s.growBatch(b.limit, len(b.recs))
+		ckpt.committed(s, len(b.recs))
+		if ob.due || (len(b.recs) < len(b.items) && s.usedOutbox.Load()) {
 			// A Flush barrier covers the RecordTx entries committed
 			// before it: move them before answering it.
 			ob.due = false
 			s.drainOutbox()
 		}
-		for i, it := range batch {
+		for _, it := range b.items {
 			if it.done != nil {
 				it.done <- nil
 			}
-			batch[i] = item{} // let the records go
 		}
+		clear(b.items) // let the records go
+		clear(b.recs)
 		if ret.cutoff != "" {
 			s.retainChunk(&ret)
 		}
+	}
+}
+
+// inflight is the writer's batch: the items it took from the queue, in
+// order, and their entries.
+type inflight struct {
+	items []item
+	recs  []*record
+	limit int  // the most entries it may hold
+	grow  bool // the transaction may take more from the queue (its first attempt)
+}
+
+// refill is the batch's refill while it may grow: while the transaction
+// inserts what it holds, more entries arrive, and going on with them in
+// the same transaction costs less than committing and beginning again
+// (each commit writes every page the batch dirtied: with random index
+// keys, one or more per entry). It takes what is queued, up to the batch's
+// limit and batchCap of the log's size, and never waits.
+func (s *AuditService) refill(b *inflight) refill {
+	return func(next int64) []*record {
+		if !b.grow {
+			return nil
+		}
+		most := b.limit
+		if s.cfg.batchGrow {
+			most = min(most, batchCap(next))
+		}
+		start := len(b.recs)
+		for len(b.recs) < most {
+			var it item
+			select {
+			case it = <-s.in.queue:
+			default:
+				return b.recs[start:]
+			}
+			b.items = append(b.items, it)
+			if it.rec != nil {
+				b.recs = append(b.recs, it.rec)
+			}
+		}
+		return b.recs[start:]
 	}
 }
 
@@ -265,24 +341,33 @@ func (s *AuditService) retainChunk(ret *retention) {
 	}
 }
 
-// commitWithRetry writes recs in one transaction, retrying with backoff
-// until it commits (true) or Shutdown aborts (false).
-func (s *AuditService) commitWithRetry(recs []*record) bool {
+// commitWithRetry writes b's entries in one transaction, retrying with
+// backoff until it commits (true) or Shutdown aborts (false). Its first
+// attempt may take more entries from the queue (refill); a retry writes
+// what the batch holds.
+func (s *AuditService) commitWithRetry(b *inflight) bool {
 	backoff := backoffMin
-	s.stats.oldest.Store(recs[0].accepted)
+	s.stats.oldest.Store(b.recs[0].accepted)
 	defer s.stats.oldest.Store(0)
+	// It grows only when the entries arrive faster than transactions
+	// commit: the batch took its limit, or half the queue. Otherwise the
+	// entries that arrive during the transaction (sync callers' next ones)
+	// make the next batch, beside this one's commit and not behind it.
+	b.grow = len(b.items) >= min(b.limit, cap(s.in.queue)/2)
 	for {
 		began := time.Now()
 		attempt := s.perm.begin()
-		err := s.commitOnce(recs)
+		err := s.commitOnce(b)
+		b.grow = false
 		if err == nil {
+			n := len(b.recs)
 			s.stats.commitNanos.Store(int64(time.Since(began)))
 			s.stats.lastCommit.Store(time.Now().UnixNano())
 			s.stats.lastErr.Store(nil)
-			s.pub.grew(len(recs))
-			s.stats.written.Add(uint64(len(recs)))
+			s.pub.grew(n)
+			s.stats.written.Add(uint64(n))
 			s.stats.batches.Add(1)
-			s.stats.queued.Add(-int64(len(recs)))
+			s.stats.queued.Add(-int64(n))
 			s.wakeTailers() // waiting tailers read at once (tail.go)
 			return true
 		}
@@ -292,10 +377,10 @@ func (s *AuditService) commitWithRetry(recs []*record) bool {
 		s.stats.lastErr.Store(&err)
 		if isPermanent(err) {
 			s.log.Error("audit: write failed, and retrying cannot help until the cause is fixed (see err); the entries stay queued and are retried",
-				"database", s.cfg.databaseName(), "entries", len(recs), "retry_in", backoff, "err", err)
+				"database", s.cfg.databaseName(), "entries", len(b.recs), "retry_in", backoff, "err", err)
 			s.perm.fail(attempt, err) // after the log line: a caller it wakes may look for it
 		} else {
-			s.log.Warn("audit: write failed; retrying", "database", s.cfg.databaseName(), "entries", len(recs), "retry_in", backoff, "err", err)
+			s.log.Warn("audit: write failed; retrying", "database", s.cfg.databaseName(), "entries", len(b.recs), "retry_in", backoff, "err", err)
 		}
 		if !sleep(backoff, s.abort.Done()) {
 			return false
@@ -306,7 +391,7 @@ func (s *AuditService) commitWithRetry(recs []*record) bool {
 
 // commitOnce makes one attempt. It runs under the writer's own context,
 // never a caller's: a caller that gives up does not abort its batch.
-func (s *AuditService) commitOnce(recs []*record) error {
+func (s *AuditService) commitOnce(b *inflight) error {
 	ctx, cancel := context.WithTimeout(s.abort, writeTimeout)
 	defer cancel()
 	sess, err := s.st.session(ctx) // counts its own failures
@@ -322,13 +407,13 @@ func (s *AuditService) commitOnce(recs []*record) error {
 	if fault := sess.fault.Load(); fault != nil {
 		if err := s.st.checkSchema(ctx, sess, nil, false); err != nil {
 			s.stats.failures.Add(1)
-			return fmt.Errorf("write %d entries to %s: %w", len(recs), s.cfg.databaseName(), err)
+			return fmt.Errorf("write %d entries to %s: %w", len(b.recs), s.cfg.databaseName(), err)
 		}
 		sess.fault.Store(nil) // fixed
 	}
-	if err := s.insertBatch(ctx, sess, recs); err != nil {
+	if err := s.insertBatch(ctx, sess, b.recs, s.refill(b)); err != nil {
 		s.stats.failures.Add(1)
-		return fmt.Errorf("write %d entries to %s: %w", len(recs), s.cfg.databaseName(), s.st.explain(ctx, sess, err))
+		return fmt.Errorf("write %d entries to %s: %w", len(b.recs), s.cfg.databaseName(), s.st.explain(ctx, sess, err))
 	}
 	return nil
 }

@@ -61,3 +61,111 @@ func TestBatchesGrowWhileCommitsLag(t *testing.T) {
 		}
 	})
 }
+
+// TestTransactionTakesWhatArrivesMeanwhile: a write transaction given a
+// refill appends what it returns after its own entries, in the same
+// transaction: one commit, IDs and the chain continuous, the tree over all
+// of them (Verify checks both), chunks of any size (a short one carried
+// over into the next full INSERT, a lone entry, several full chunks).
+func TestTransactionTakesWhatArrivesMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	s, rec, _ := batchObserved(t)
+	require.NoError(t, s.Ping(ctx))
+	sess, err := s.st.session(ctx)
+	require.NoError(t, err)
+	recs := func(from, n int) []*record {
+		out := make([]*record, n)
+		for i := range out {
+			e := sampleEntry(from + i)
+			out[i], err = s.newRecord(&e)
+			require.NoError(t, err)
+		}
+		return out
+	}
+	rows := sqliteInsertRows
+	sizes := []int{rows/2 + 3, 1, 3*rows + 5, rows - 1} // what each refill returns
+	var nexts []int64
+	from, refills := 10, sizes
+	more := func(next int64) []*record {
+		nexts = append(nexts, next)
+		if len(refills) == 0 {
+			return nil
+		}
+		n := refills[0]
+		refills = refills[1:]
+		from += n
+		return recs(from-n, n)
+	}
+	require.NoError(t, s.insertBatch(ctx, sess, recs(0, 10), more))
+
+	total := 10
+	wantNext := []int64{11}
+	for _, n := range sizes {
+		total += n
+		wantNext = append(wantNext, int64(total+1))
+	}
+	assert.Equal(t, wantNext, nexts, "each refill is told the ID its first entry gets")
+	assert.Equal(t, []int{total}, rec.batches(), "one transaction")
+	report, err := s.Verify(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(total), report.Entries)
+	for _, id := range []int64{1, 10, 11, int64(total)} {
+		e, err := s.Get(ctx, id)
+		require.NoError(t, err)
+		assert.Equal(t, sampleEntry(int(id-1)).Resource, e.Resource, "entry %d", id)
+	}
+}
+
+// TestRefillTakesWhatIsQueued: the refill takes the queue's items in order
+// (Flush barriers too) up to the batch's limit and batchCap, returns at
+// once when the queue is empty, and takes nothing once the transaction may
+// not grow (a retry writes what it holds).
+func TestRefillTakesWhatIsQueued(t *testing.T) {
+	s := &AuditService{in: newIntake(64), cfg: defaultConfig()}
+	for range 40 {
+		s.in.queue <- item{rec: &record{}}
+	}
+	barrier := item{done: make(chan error, 1)}
+	s.in.queue <- barrier
+	s.in.queue <- item{rec: &record{}}
+	b := &inflight{limit: 30, grow: true, items: make([]item, 10), recs: make([]*record, 10)}
+	for i := range b.recs {
+		b.recs[i] = &record{}
+	}
+	got := s.refill(b)(11)
+	assert.Len(t, got, 20, "up to the limit")
+	assert.Len(t, b.recs, 30)
+	assert.Len(t, b.items, 30)
+
+	b.limit = 100
+	got = s.refill(b)(31)
+	assert.Len(t, got, 21, "the rest")
+	assert.Len(t, b.items, 52, "and the barrier, in its place")
+	assert.Nil(t, b.items[50].rec)
+	assert.NotNil(t, b.items[50].done)
+	assert.Empty(t, s.refill(b)(52), "nothing queued: at once")
+
+	s.in.queue <- item{rec: &record{}}
+	b.grow = false
+	assert.Empty(t, s.refill(b)(52))
+	assert.Len(t, s.in.queue, 1, "left queued")
+
+	// Without WithBatchSize, a long log's batch stops at batchCap.
+	b.grow, b.limit, b.recs = true, maxGrownBatch, make([]*record, batchCap(1e9)-1)
+	assert.Len(t, s.refill(b)(1e9), 1)
+	assert.Len(t, b.recs, batchCap(1e9))
+}
+
+// TestBatchCap: the grown batch's cap falls as the log grows, from
+// maxGrownBatch to a floor that the page cache holds however long the log.
+func TestBatchCap(t *testing.T) {
+	prev := maxGrownBatch
+	for _, size := range []int64{0, 1_000, 100_000, 200_000, 300_000, 1_000_000, 1e8, 1e12} {
+		c := batchCap(size)
+		assert.LessOrEqual(t, c, prev, "size %d", size)
+		assert.GreaterOrEqual(t, c, 4096, "size %d", size)
+		prev = c
+	}
+	assert.Equal(t, maxGrownBatch, batchCap(100_000))
+	assert.Less(t, batchCap(1_000_000), maxGrownBatch)
+}
