@@ -449,7 +449,10 @@ func realOps(b *testing.B, calls, round int, op func(i int) error) float64 {
 }
 
 // The shape of the realistic entries.
-const realActors = 1000
+const (
+	realActors = 1000
+	realStep   = 10 * time.Millisecond // between one entry's Time and the next's
+)
 
 var (
 	realEventTypes = []string{"user.login", "user.logout", "doc.read", "doc.write", "role.grant", "key.rotate"}
@@ -460,8 +463,20 @@ var (
 func realActor(a int) string { return fmt.Sprintf("user-%04d@example.com", a) }
 
 // realEntries returns n realistic entries from seed: times 10 ms apart,
-// everything else drawn at random.
+// everything else drawn at random (realEntrySource).
 func realEntries(seed uint64, n int) []Entry {
+	next := realEntrySource(seed)
+	out := make([]Entry, n)
+	for i := range out {
+		out[i] = next()
+	}
+	return out
+}
+
+// realEntrySource returns the realistic entries from seed one at a time,
+// so that a big log need not be held in memory: entry i (0-based) happened
+// at realStart + i×10 ms.
+func realEntrySource(seed uint64) func() Entry {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	hex := func(digits int) string {
 		const alphabet = "0123456789abcdef"
@@ -471,10 +486,10 @@ func realEntries(seed uint64, n int) []Entry {
 		}
 		return string(b)
 	}
-	out := make([]Entry, n)
-	for i := range out {
-		out[i] = Entry{
-			Time:      realStart.Add(time.Duration(i) * 10 * time.Millisecond),
+	i := 0
+	return func() Entry {
+		e := Entry{
+			Time:      realStart.Add(time.Duration(i) * realStep),
 			EventType: realEventTypes[rng.IntN(len(realEventTypes))],
 			Actor:     realActor(rng.IntN(realActors)),
 			Resource:  fmt.Sprintf("/projects/%06d/items/%05d", rng.IntN(1_000_000), rng.IntN(100_000)),
@@ -489,8 +504,9 @@ func realEntries(seed uint64, n int) []Entry {
 				"session":    hex(24),
 			},
 		}
+		i++
+		return e
 	}
-	return out
 }
 
 // realWritten returns the bytes this process has written with write and
