@@ -141,6 +141,7 @@ func BenchmarkRealisticIngest(b *testing.B) {
 // realReportRatio reports the median of the per-round ratios as unit, and
 // logs every round's.
 func realReportRatio(b *testing.B, perRound []float64, unit string) {
+	b.Helper()
 	if len(perRound) == 0 {
 		return // its baseline was left out (AUDIT_REALISTIC_CASES)
 	}
@@ -150,6 +151,7 @@ func realReportRatio(b *testing.B, perRound []float64, unit string) {
 
 // realLogRounds logs every round's value of unit.
 func realLogRounds(b *testing.B, perRound []float64, unit string, decimals int) {
+	b.Helper()
 	texts := make([]string, len(perRound))
 	for i, v := range perRound {
 		texts[i] = strconv.FormatFloat(v, 'f', decimals, 64)
