@@ -19,13 +19,21 @@ type perfStall struct {
 	quietRecords, recorded int
 }
 
-// perfPruneStall prunes the oldest 10% of a copy of the fixture while a
-// goroutine calls Record in sync mode without pause, and measures how long
-// those calls took: first in a quiet phase, then while Prune runs.
-func perfPruneStall(tb testing.TB) perfStall {
+// perfStallCase is a prune for perfPruneStall to measure.
+type perfStallCase struct {
+	fixture string            // the log, of which the prune deletes from a copy
+	before  time.Time         // Prune's argument
+	pruned  int64             // how many entries that deletes
+	entry   func(i int) Entry // the entries that the writer records meanwhile
+}
+
+// perfPruneStall runs c's prune on a copy of its log while a goroutine
+// calls Record in sync mode without pause, and measures how long those
+// calls took: first in a quiet phase, then while Prune runs.
+func perfPruneStall(tb testing.TB, c perfStallCase) perfStall {
 	tb.Helper()
 	ctx := context.Background()
-	s := newServiceAt(tb, WithSQLite(perfCopy(tb)), WithAsync(false), WithLogger(testutil.Discard()))
+	s := newServiceAt(tb, WithSQLite(perfCopy(tb, c.fixture)), WithAsync(false), WithLogger(testutil.Discard()))
 	_, err := s.Get(ctx, 1) // open
 	require.NoError(tb, err)
 
@@ -34,7 +42,7 @@ func perfPruneStall(tb testing.TB) perfStall {
 	lat := make([]time.Duration, 0, quiet)
 	for i := range quiet {
 		began := time.Now()
-		require.NoError(tb, s.Record(ctx, sampleEntry(i)))
+		require.NoError(tb, s.Record(ctx, c.entry(i)))
 		lat = append(lat, time.Since(began))
 	}
 	st.quietRecords = quiet
@@ -57,7 +65,7 @@ func perfPruneStall(tb testing.TB) perfStall {
 			default:
 			}
 			began := time.Now()
-			if r.err = s.Record(ctx, sampleEntry(i)); r.err != nil {
+			if r.err = s.Record(ctx, c.entry(i)); r.err != nil {
 				return
 			}
 			r.lat = append(r.lat, time.Since(began))
@@ -68,16 +76,24 @@ func perfPruneStall(tb testing.TB) perfStall {
 	}()
 	<-started
 	began := time.Now()
-	st.pruned, err = s.Prune(ctx, perfFixtureStart.Add(perfFixtureEntries/10*perfFixtureStep))
+	st.pruned, err = s.Prune(ctx, c.before)
 	st.prune = time.Since(began)
 	close(stop)
 	r := <-results
 	require.NoError(tb, err)
 	require.NoError(tb, r.err)
-	require.Equal(tb, int64(perfFixtureEntries/10), st.pruned)
+	require.Equal(tb, c.pruned, st.pruned)
 	st.recorded = len(r.lat)
 	st.max, st.p99 = perfMaxP99(r.lat)
 	return st
+}
+
+// perfSampleStall is the prune of BenchmarkPruneStall and
+// TestPerfPruneStall: the oldest 10% of the sample fixture, while the
+// writer records sample entries.
+func perfSampleStall(tb testing.TB) perfStallCase {
+	return perfStallCase{fixture: perfFixture(tb), before: perfFixtureStart.Add(perfFixtureEntries / 10 * perfFixtureStep),
+		pruned: perfFixtureEntries / 10, entry: sampleEntry}
 }
 
 func perfMaxP99(lat []time.Duration) (maxLat, p99 time.Duration) {
@@ -91,11 +107,11 @@ func perfMaxP99(lat []time.Duration) (maxLat, p99 time.Duration) {
 // longest in a quiet phase just before (quiet-max-ms), and Prune's rate.
 // Run it with -benchtime 1x: each iteration prunes a new copy.
 func BenchmarkPruneStall(b *testing.B) {
-	perfFixture(b) // built outside the timing
+	c := perfSampleStall(b) // the fixture built outside the timing
 	b.ResetTimer()
 	var st perfStall
 	for range b.N {
-		st = perfPruneStall(b)
+		st = perfPruneStall(b, c)
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	b.ReportMetric(ms(st.max), "max-stall-ms")
@@ -117,7 +133,7 @@ func TestPerfPruneStall(t *testing.T) {
 	if testing.Short() || perfRace {
 		t.Skip("needs the 1M-entry fixture: runs without -short and without -race")
 	}
-	st := perfPruneStall(t)
+	st := perfPruneStall(t, perfSampleStall(t))
 	t.Logf("pruned %d entries in %v; sync Record latency while pruning: max %v, p99 %v over %d calls (quiet: max %v, p99 %v)",
 		st.pruned, st.prune.Round(time.Millisecond), st.max, st.p99, st.recorded, st.quietMax, st.quietP99)
 	require.Positive(t, st.recorded, "sync Records committed while Prune ran: its chunks interleave with the writer")

@@ -157,3 +157,26 @@ func TestConcurrentPrunesKeepTheChain(t *testing.T) {
 		assert.Equal(t, VerifyReport{Entries: 1000, FirstID: 2501, LastID: 3500, Head: rep.Head}, rep)
 	})
 }
+
+// TestNextPruneChunk checks the sizing of Prune's transactions: a chunk
+// that took its budget keeps its size, a slower one shrinks in
+// proportion, a faster one grows at most twofold, and the size stays
+// between pruneMinChunk and pruneChunk.
+func TestNextPruneChunk(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		took time.Duration
+		want int
+	}{
+		{400, pruneBudget, 400},
+		{400, 2 * pruneBudget, 200},
+		{400, 4 * pruneBudget, 100},
+		{400, pruneBudget / 10, 800},
+		{600, pruneBudget / 10, pruneChunk},
+		{pruneChunk, pruneBudget / 2, pruneChunk},
+		{100, 100 * pruneBudget, pruneMinChunk},
+		{pruneMinChunk, 0, 2 * pruneMinChunk},
+	} {
+		assert.Equal(t, c.want, nextPruneChunk(c.n, c.took), "%d entries in %v", c.n, c.took)
+	}
+}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"fmt"
-	"math/rand/v2"
 	"os"
 	"regexp"
 	"slices"
@@ -35,7 +33,10 @@ import (
 // AUDIT_REALISTIC_ROUNDS (default 3) sets the rounds; AUDIT_REALISTIC_N
 // (default 100000) the entries of the async runs; AUDIT_REALISTIC_READ
 // (default 200000) the log sizes of the read benchmark, comma-separated
-// ("200000,1000000").
+// ("200000,1000000"); AUDIT_REALISTIC_SCALE (default 1000000) the log
+// size of BenchmarkRealisticPruneStall and BenchmarkRealisticVerify
+// (realistic_scale_bench_test.go). The read, prune and verify benchmarks
+// share logs written by Record once and kept between runs (realFixture).
 //
 // Each line's ns/op is the median over the rounds, per entry or per call
 // (tools/bench reads it). Multiples named x-... are throughput (higher is
@@ -140,6 +141,7 @@ func BenchmarkRealisticIngest(b *testing.B) {
 // realReportRatio reports the median of the per-round ratios as unit, and
 // logs every round's.
 func realReportRatio(b *testing.B, perRound []float64, unit string) {
+	b.Helper()
 	if len(perRound) == 0 {
 		return // its baseline was left out (AUDIT_REALISTIC_CASES)
 	}
@@ -149,6 +151,7 @@ func realReportRatio(b *testing.B, perRound []float64, unit string) {
 
 // realLogRounds logs every round's value of unit.
 func realLogRounds(b *testing.B, perRound []float64, unit string, decimals int) {
+	b.Helper()
 	texts := make([]string, len(perRound))
 	for i, v := range perRound {
 		texts[i] = strconv.FormatFloat(v, 'f', decimals, 64)
@@ -305,194 +308,6 @@ func realCallers(b *testing.B, n, callers int, op func(i int) error, finish func
 	return float64(elapsed.Nanoseconds()) / float64(n)
 }
 
-// BenchmarkRealisticQuery is Get, List (an actor and a 10% time window,
-// Limit 100) and Count (an event type) on a log of realistic entries, each
-// beside the same query hand-written with database/sql on its own pool
-// over the same file, decoded into the same Entry values (perfScan). Per
-// round, each query runs its batch of calls by hand and through the
-// library, taking turns at going first; cost-x-sql is the median of the
-// per-round ratios of time per call.
-func BenchmarkRealisticQuery(b *testing.B) {
-	rounds := realEnvInt(b, "AUDIT_REALISTIC_ROUNDS", 3)
-	sizes := []int{200_000}
-	if v := os.Getenv("AUDIT_REALISTIC_READ"); v != "" {
-		sizes = sizes[:0]
-		for _, f := range strings.Split(v, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			require.NoError(b, err, "AUDIT_REALISTIC_READ")
-			sizes = append(sizes, n)
-		}
-	}
-	for _, size := range sizes {
-		b.Run("entries="+strconv.Itoa(size), func(b *testing.B) { realQuery(b, size, rounds) })
-	}
-}
-
-func realQuery(b *testing.B, size, rounds int) {
-	ctx := context.Background()
-	entries := realEntries(2, size)
-	path := testutil.TempDB(b)
-	s := newServiceAt(b, WithSQLite(path), WithLogger(testutil.Discard()), WithQueueSize(DefaultQueueSize*4))
-	for _, e := range entries {
-		require.NoError(b, s.Record(ctx, e))
-	}
-	require.NoError(b, s.Flush(ctx))
-	dsn, _ := sqliteDSN(path)
-	db, err := sql.Open("sqlite3", dsn)
-	require.NoError(b, err)
-	b.Cleanup(func() { _ = db.Close() })
-
-	span := entries[len(entries)-1].Time.Sub(entries[0].Time)
-	listFilter := func(i int) Filter {
-		since := entries[0].Time.Add(span * time.Duration(i%9) / 10)
-		return Filter{Actor: realActor(i * 37 % realActors), Since: since, Until: since.Add(span / 10), Limit: 100}
-	}
-	getID := func(i int) int64 { return 1 + int64(i)*7919%int64(size) }
-	countType := func(i int) string { return realEventTypes[i%len(realEventTypes)] }
-	const cols = "SELECT id, time, event_type, actor, resource, outcome, request_id, details, prev_hash, hash FROM audit_entries"
-	handGet := func(i int) (Entry, error) {
-		return perfScan(db.QueryRowContext(ctx, cols+" WHERE id = ?", getID(i)))
-	}
-	handList := func(i int) ([]Entry, error) {
-		f := listFilter(i)
-		rows, err := db.QueryContext(ctx, cols+" WHERE actor = ? AND time >= ? AND time < ? ORDER BY id LIMIT 100",
-			f.Actor, f.Since.UTC().Format(timeLayout), f.Until.UTC().Format(timeLayout))
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		var out []Entry
-		for rows.Next() {
-			e, err := perfScan(rows)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, e)
-		}
-		return out, rows.Err()
-	}
-	handCount := func(i int) (int64, error) {
-		var n int64
-		err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM audit_entries WHERE event_type = ?", countType(i)).Scan(&n)
-		return n, err
-	}
-	// Both sides answer the same.
-	for i := range 3 {
-		want, err := handGet(i)
-		require.NoError(b, err)
-		got, err := s.Get(ctx, getID(i))
-		require.NoError(b, err)
-		require.Equal(b, want, got)
-		wantList, err := handList(i)
-		require.NoError(b, err)
-		if size >= 100_000 {
-			require.NotEmpty(b, wantList)
-		}
-		gotList, err := s.List(ctx, listFilter(i))
-		require.NoError(b, err)
-		require.Equal(b, wantList, gotList)
-		wantN, err := handCount(i)
-		require.NoError(b, err)
-		gotN, err := s.Count(ctx, Filter{EventType: countType(i)})
-		require.NoError(b, err)
-		require.Equal(b, wantN, gotN)
-	}
-
-	queries := []struct {
-		name      string
-		calls     int // per round
-		hand, lib func(i int) error
-	}{
-		{"get", 20000,
-			func(i int) error { _, err := handGet(i); return err },
-			func(i int) error { _, err := s.Get(ctx, getID(i)); return err }},
-		{"list", 5000,
-			func(i int) error { _, err := handList(i); return err },
-			func(i int) error { _, err := s.List(ctx, listFilter(i)); return err }},
-		{"count", max(100, 1000*200_000/size), // a Count reads a sixth of the log
-			func(i int) error { _, err := handCount(i); return err },
-			func(i int) error { _, err := s.Count(ctx, Filter{EventType: countType(i)}); return err }},
-	}
-	for _, q := range queries {
-		var hand, lib, ratios []float64
-		for round := range rounds {
-			var h, l float64
-			if round%2 == 0 { // the one that runs second finds the cache warmer: take turns
-				h = realOps(b, q.calls, round, q.hand)
-				l = realOps(b, q.calls, round, q.lib)
-			} else {
-				l = realOps(b, q.calls, round, q.lib)
-				h = realOps(b, q.calls, round, q.hand)
-			}
-			hand, lib, ratios = append(hand, h), append(lib, l), append(ratios, l/h)
-		}
-		b.Run(q.name+"/sql", func(b *testing.B) {
-			b.ReportMetric(median(hand), "ns/op")
-		})
-		b.Run(q.name+"/audit", func(b *testing.B) {
-			b.ReportMetric(median(lib), "ns/op")
-			realReportRatio(b, ratios, "cost-x-sql")
-		})
-	}
-}
-
-// realOps times calls calls of op, with parameters that differ from round
-// to round, and returns ns per call.
-func realOps(b *testing.B, calls, round int, op func(i int) error) float64 {
-	began := time.Now()
-	for i := range calls {
-		if err := op(round*calls + i); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return float64(time.Since(began).Nanoseconds()) / float64(calls)
-}
-
-// The shape of the realistic entries.
-const realActors = 1000
-
-var (
-	realEventTypes = []string{"user.login", "user.logout", "doc.read", "doc.write", "role.grant", "key.rotate"}
-	realOutcomes   = []string{"success", "failure", "denied"}
-	realStart      = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-)
-
-func realActor(a int) string { return fmt.Sprintf("user-%04d@example.com", a) }
-
-// realEntries returns n realistic entries from seed: times 10 ms apart,
-// everything else drawn at random.
-func realEntries(seed uint64, n int) []Entry {
-	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	hex := func(digits int) string {
-		const alphabet = "0123456789abcdef"
-		b := make([]byte, digits)
-		for i := range b {
-			b[i] = alphabet[rng.IntN(16)]
-		}
-		return string(b)
-	}
-	out := make([]Entry, n)
-	for i := range out {
-		out[i] = Entry{
-			Time:      realStart.Add(time.Duration(i) * 10 * time.Millisecond),
-			EventType: realEventTypes[rng.IntN(len(realEventTypes))],
-			Actor:     realActor(rng.IntN(realActors)),
-			Resource:  fmt.Sprintf("/projects/%06d/items/%05d", rng.IntN(1_000_000), rng.IntN(100_000)),
-			Outcome:   realOutcomes[rng.IntN(len(realOutcomes))],
-			RequestID: hex(32),
-			Details: map[string]any{
-				"ip":         fmt.Sprintf("10.%d.%d.%d", rng.IntN(256), rng.IntN(256), rng.IntN(256)),
-				"user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
-				"method":     []string{"GET", "POST", "PUT", "DELETE"}[rng.IntN(4)],
-				"status":     float64([]int{200, 201, 204, 403, 404, 500}[rng.IntN(6)]),
-				"latency_ms": float64(rng.IntN(5000)) / 10,
-				"session":    hex(24),
-			},
-		}
-	}
-	return out
-}
-
 // realWritten returns the bytes this process has written with write and
 // pwrite calls so far (Linux; false elsewhere).
 func realWritten() (int64, bool) {
@@ -551,153 +366,6 @@ func median(vs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// BenchmarkRealisticIngestPostgres is BenchmarkRealisticIngest on the
-// PostgreSQL server of AUDIT_TEST_POSTGRES_DSN (skipped without one): the
-// same cases, rounds and entries, each on a fresh table. Ingest says
-// nothing on a server with fsync=off (as CI's is): give it one with fsync
-// on.
-func BenchmarkRealisticIngestPostgres(b *testing.B) {
-	rounds := realEnvInt(b, "AUDIT_REALISTIC_ROUNDS", 3)
-	n := realEnvInt(b, "AUDIT_REALISTIC_N", 100_000)
-	entries := realEntries(1, n)
-	cases := []struct {
-		name string
-		run  func(b *testing.B, entries []Entry) float64
-		n    int
-	}{
-		{"hand", realHandPostgres, n},
-		{"naive/callers=16", func(b *testing.B, es []Entry) float64 { return realNaivePostgres(b, es, 16) }, min(n, 4*realNaiveN)},
-		{"async/callers=16", func(b *testing.B, es []Entry) float64 { return realLibraryPostgres(b, es, 16, WithAsync(true)) }, n},
-		{"naive/callers=64", func(b *testing.B, es []Entry) float64 { return realNaivePostgres(b, es, 64) }, min(n, 2*realSyncN)},
-		{"sync/callers=64", func(b *testing.B, es []Entry) float64 { return realLibraryPostgres(b, es, 64, WithAsync(false)) }, min(n, 2*realSyncN)},
-	}
-	ns := map[string][]float64{}
-	for range rounds {
-		for _, c := range cases {
-			ns[c.name] = append(ns[c.name], c.run(b, entries[:c.n]))
-		}
-	}
-	ratio := func(base, of string) []float64 {
-		out := make([]float64, rounds)
-		for r := range out {
-			out[r] = ns[base][r] / ns[of][r]
-		}
-		return out
-	}
-	for _, c := range cases {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportMetric(median(ns[c.name]), "ns/op")
-			b.ReportMetric(1e9/median(ns[c.name]), "entries/s")
-			switch c.name {
-			case "async/callers=16":
-				realReportRatio(b, ratio("hand", c.name), "x-hand")
-				realReportRatio(b, ratio("naive/callers=16", c.name), "x-naive")
-			case "sync/callers=64":
-				realReportRatio(b, ratio("naive/callers=64", c.name), "x-naive")
-			}
-		})
-	}
-}
-
-func realLibraryPostgres(b *testing.B, entries []Entry, callers int, opts ...Option) float64 {
-	st := freshPostgres(b)
-	s := st.service(b, append([]Option{WithLogger(testutil.Discard())}, opts...)...)
-	ctx := context.Background()
-	_, err := s.Count(ctx, Filter{})
-	require.NoError(b, err)
-	ns := realCallers(b, len(entries), callers, func(i int) error {
-		return s.Record(ctx, entries[i])
-	}, func() error { return s.Flush(ctx) })
-	require.NoError(b, s.Close())
-	return ns
-}
-
-func realNaivePostgres(b *testing.B, entries []Entry, callers int) float64 {
-	st := freshPostgres(b)
-	db, err := gorm.Open(st.dialector(), &gorm.Config{Logger: gormlogger.Discard})
-	require.NoError(b, err)
-	defer closeGorm(db)
-	require.NoError(b, db.Table(st.table).AutoMigrate(&naiveRow{}))
-	return realCallers(b, len(entries), callers, func(i int) error {
-		e := entries[i]
-		details, err := json.Marshal(e.Details)
-		if err != nil {
-			return err
-		}
-		return db.Table(st.table).Create(&naiveRow{
-			Time: e.Time.UTC().Format(timeLayout), EventType: e.EventType, Actor: e.Actor,
-			Resource: e.Resource, Outcome: e.Outcome, RequestID: e.RequestID, Details: string(details),
-		}).Error
-	}, nil)
-}
-
-// realHandPostgres is realHand on PostgreSQL: the same table and indexes
-// (time in the "C" collation, as the library's), a 1024-row multi-row
-// INSERT per transaction through pgx's database/sql driver.
-func realHandPostgres(b *testing.B, entries []Entry) float64 {
-	ctx := context.Background()
-	st := freshPostgres(b)
-	t := quote(st.table)
-	for _, stmt := range []string{
-		`CREATE TABLE ` + t + ` (id BIGINT PRIMARY KEY, time TEXT COLLATE "C" NOT NULL, event_type TEXT NOT NULL,
-			actor TEXT NOT NULL, resource TEXT NOT NULL, outcome TEXT NOT NULL, request_id TEXT NOT NULL,
-			details TEXT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)`,
-		`CREATE INDEX ON ` + t + ` (actor, time)`,
-		`CREATE INDEX ON ` + t + ` (event_type, time)`,
-		`CREATE INDEX ON ` + t + ` (time)`,
-	} {
-		_, err := st.raw.ExecContext(ctx, stmt)
-		require.NoError(b, err)
-	}
-	insert := func(rows int) string {
-		var sb strings.Builder
-		sb.WriteString("INSERT INTO " + t + " (" + columns + ") VALUES ")
-		for r := range rows {
-			if r > 0 {
-				sb.WriteByte(',')
-			}
-			sb.WriteByte('(')
-			for c := range 10 {
-				if c > 0 {
-					sb.WriteByte(',')
-				}
-				sb.WriteString("$" + strconv.Itoa(r*10+c+1))
-			}
-			sb.WriteByte(')')
-		}
-		return sb.String()
-	}
-	full := insert(realHandRows)
-	var h hasher
-	prev := ""
-	began := time.Now()
-	args := make([]any, 0, realHandRows*10)
-	for first := 0; first < len(entries); first += realHandRows {
-		chunk := entries[first:min(first+realHandRows, len(entries))]
-		args = args[:0]
-		for i, e := range chunk {
-			details, err := json.Marshal(e.Details)
-			require.NoError(b, err)
-			r := record{time: e.Time.UTC().Format(timeLayout), eventType: e.EventType, actor: e.Actor,
-				resource: e.Resource, outcome: e.Outcome, requestID: e.RequestID, details: details}
-			hash := h.hash(prev, &r)
-			args = append(args, int64(first+i+1), r.time, r.eventType, r.actor, r.resource, r.outcome,
-				r.requestID, string(details), prev, hash)
-			prev = hash
-		}
-		text := full
-		if len(chunk) != realHandRows {
-			text = insert(len(chunk))
-		}
-		tx, err := st.raw.BeginTx(ctx, nil)
-		require.NoError(b, err)
-		_, err = tx.ExecContext(ctx, text, args...)
-		require.NoError(b, err)
-		require.NoError(b, tx.Commit())
-	}
-	return float64(time.Since(began).Nanoseconds()) / float64(len(entries))
 }
 
 // realOnly returns the filter of AUDIT_REALISTIC_CASES, a regular

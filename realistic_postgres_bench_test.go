@@ -1,0 +1,162 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cleveragents/audit/internal/testutil"
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+	gormlogger "gorm.io/gorm/logger"
+)
+
+// BenchmarkRealisticIngestPostgres is BenchmarkRealisticIngest on the
+// PostgreSQL server of AUDIT_TEST_POSTGRES_DSN (skipped without one): the
+// same cases, rounds and entries, each on a fresh table. Ingest says
+// nothing on a server with fsync=off (as CI's is): give it one with fsync
+// on.
+func BenchmarkRealisticIngestPostgres(b *testing.B) {
+	rounds := realEnvInt(b, "AUDIT_REALISTIC_ROUNDS", 3)
+	n := realEnvInt(b, "AUDIT_REALISTIC_N", 100_000)
+	entries := realEntries(1, n)
+	cases := []struct {
+		name string
+		run  func(b *testing.B, entries []Entry) float64
+		n    int
+	}{
+		{"hand", realHandPostgres, n},
+		{"naive/callers=16", func(b *testing.B, es []Entry) float64 { return realNaivePostgres(b, es, 16) }, min(n, 4*realNaiveN)},
+		{"async/callers=16", func(b *testing.B, es []Entry) float64 { return realLibraryPostgres(b, es, 16, WithAsync(true)) }, n},
+		{"naive/callers=64", func(b *testing.B, es []Entry) float64 { return realNaivePostgres(b, es, 64) }, min(n, 2*realSyncN)},
+		{"sync/callers=64", func(b *testing.B, es []Entry) float64 { return realLibraryPostgres(b, es, 64, WithAsync(false)) }, min(n, 2*realSyncN)},
+	}
+	ns := map[string][]float64{}
+	for range rounds {
+		for _, c := range cases {
+			ns[c.name] = append(ns[c.name], c.run(b, entries[:c.n]))
+		}
+	}
+	ratio := func(base, of string) []float64 {
+		out := make([]float64, rounds)
+		for r := range out {
+			out[r] = ns[base][r] / ns[of][r]
+		}
+		return out
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportMetric(median(ns[c.name]), "ns/op")
+			b.ReportMetric(1e9/median(ns[c.name]), "entries/s")
+			switch c.name {
+			case "async/callers=16":
+				realReportRatio(b, ratio("hand", c.name), "x-hand")
+				realReportRatio(b, ratio("naive/callers=16", c.name), "x-naive")
+			case "sync/callers=64":
+				realReportRatio(b, ratio("naive/callers=64", c.name), "x-naive")
+			}
+		})
+	}
+}
+
+func realLibraryPostgres(b *testing.B, entries []Entry, callers int, opts ...Option) float64 {
+	st := freshPostgres(b)
+	s := st.service(b, append([]Option{WithLogger(testutil.Discard())}, opts...)...)
+	ctx := context.Background()
+	_, err := s.Count(ctx, Filter{})
+	require.NoError(b, err)
+	ns := realCallers(b, len(entries), callers, func(i int) error {
+		return s.Record(ctx, entries[i])
+	}, func() error { return s.Flush(ctx) })
+	require.NoError(b, s.Close())
+	return ns
+}
+
+func realNaivePostgres(b *testing.B, entries []Entry, callers int) float64 {
+	st := freshPostgres(b)
+	db, err := gorm.Open(st.dialector(), &gorm.Config{Logger: gormlogger.Discard})
+	require.NoError(b, err)
+	defer closeGorm(db)
+	require.NoError(b, db.Table(st.table).AutoMigrate(&naiveRow{}))
+	return realCallers(b, len(entries), callers, func(i int) error {
+		e := entries[i]
+		details, err := json.Marshal(e.Details)
+		if err != nil {
+			return err
+		}
+		return db.Table(st.table).Create(&naiveRow{
+			Time: e.Time.UTC().Format(timeLayout), EventType: e.EventType, Actor: e.Actor,
+			Resource: e.Resource, Outcome: e.Outcome, RequestID: e.RequestID, Details: string(details),
+		}).Error
+	}, nil)
+}
+
+// realHandPostgres is realHand on PostgreSQL: the same table and indexes
+// (time in the "C" collation, as the library's), a 1024-row multi-row
+// INSERT per transaction through pgx's database/sql driver.
+func realHandPostgres(b *testing.B, entries []Entry) float64 {
+	ctx := context.Background()
+	st := freshPostgres(b)
+	t := quote(st.table)
+	for _, stmt := range []string{
+		`CREATE TABLE ` + t + ` (id BIGINT PRIMARY KEY, time TEXT COLLATE "C" NOT NULL, event_type TEXT NOT NULL,
+			actor TEXT NOT NULL, resource TEXT NOT NULL, outcome TEXT NOT NULL, request_id TEXT NOT NULL,
+			details TEXT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)`,
+		`CREATE INDEX ON ` + t + ` (actor, time)`,
+		`CREATE INDEX ON ` + t + ` (event_type, time)`,
+		`CREATE INDEX ON ` + t + ` (time)`,
+	} {
+		_, err := st.raw.ExecContext(ctx, stmt)
+		require.NoError(b, err)
+	}
+	insert := func(rows int) string {
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO " + t + " (" + columns + ") VALUES ")
+		for r := range rows {
+			if r > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteByte('(')
+			for c := range 10 {
+				if c > 0 {
+					sb.WriteByte(',')
+				}
+				sb.WriteString("$" + strconv.Itoa(r*10+c+1))
+			}
+			sb.WriteByte(')')
+		}
+		return sb.String()
+	}
+	full := insert(realHandRows)
+	var h hasher
+	prev := ""
+	began := time.Now()
+	args := make([]any, 0, realHandRows*10)
+	for first := 0; first < len(entries); first += realHandRows {
+		chunk := entries[first:min(first+realHandRows, len(entries))]
+		args = args[:0]
+		for i, e := range chunk {
+			details, err := json.Marshal(e.Details)
+			require.NoError(b, err)
+			r := record{time: e.Time.UTC().Format(timeLayout), eventType: e.EventType, actor: e.Actor,
+				resource: e.Resource, outcome: e.Outcome, requestID: e.RequestID, details: details}
+			hash := h.hash(prev, &r)
+			args = append(args, int64(first+i+1), r.time, r.eventType, r.actor, r.resource, r.outcome,
+				r.requestID, string(details), prev, hash)
+			prev = hash
+		}
+		text := full
+		if len(chunk) != realHandRows {
+			text = insert(len(chunk))
+		}
+		tx, err := st.raw.BeginTx(ctx, nil)
+		require.NoError(b, err)
+		_, err = tx.ExecContext(ctx, text, args...)
+		require.NoError(b, err)
+		require.NoError(b, tx.Commit())
+	}
+	return float64(time.Since(began).Nanoseconds()) / float64(len(entries))
+}
