@@ -96,6 +96,7 @@ func BenchmarkRealisticIngest(b *testing.B) {
 			if !only(c.name) {
 				continue
 			}
+			realQuiesce()
 			written, ok := realWritten()
 			ns[c.name] = append(ns[c.name], c.run(b, entries[:c.n]))
 			if after, ok2 := realWritten(); ok && ok2 {
