@@ -128,7 +128,9 @@ func (s *AuditService) runWriter() {
 		clear(b.items) // let the records go
 		clear(b.recs)
 		if ret.cutoff != "" {
-			s.retainChunk(&ret)
+			// A pruned entry writes about as much WAL as a new one: the
+			// checkpoints count both.
+			ckpt.committed(s, int(s.retainChunk(&ret)))
 		}
 	}
 }
@@ -222,12 +224,12 @@ func (s *AuditService) tick(ret *retention) bool {
 
 // retainChunk prunes one chunk of the retention run in progress, and ends
 // the run when nothing is left to prune or the prune failed (the next
-// interval tries again).
-func (s *AuditService) retainChunk(ret *retention) {
+// interval tries again). It returns how many entries it pruned.
+func (s *AuditService) retainChunk(ret *retention) int64 {
 	sess := s.st.sess.Load()
 	if sess == nil {
 		ret.cutoff = "" // retired: the next interval prunes the new file
-		return
+		return 0
 	}
 	n, more, err := s.pruneOnce(s.abort, sess, ret.cutoff)
 	ret.pruned += n
@@ -245,6 +247,7 @@ func (s *AuditService) retainChunk(ret *retention) {
 		}
 		ret.cutoff = ""
 	}
+	return n
 }
 
 // commitWithRetry writes b's entries in one transaction, retrying with
