@@ -69,7 +69,8 @@ const (
 //   - naive/callers=16 and naive/callers=64: one GORM Create per entry from
 //     that many goroutines, a table with an index per filter column;
 //   - async/callers=16: 16 goroutines Record N entries, then Flush (x-hand,
-//     x-naive);
+//     x-naive), and cost-x-notree, its time over that of
+//   - async-notree/callers=16: the same without the Merkle tree;
 //   - sync/callers=64: 64 goroutines Record in sync mode (x-naive), as
 //     many entries as naive/callers=64.
 func BenchmarkRealisticIngest(b *testing.B) {
@@ -84,6 +85,9 @@ func BenchmarkRealisticIngest(b *testing.B) {
 		{"hand", realHand, n},
 		{"naive/callers=16", func(b *testing.B, es []Entry) float64 { return realNaive(b, es, 16) }, min(n, realNaiveN)},
 		{"async/callers=16", func(b *testing.B, es []Entry) float64 { return realLibrary(b, es, 16, WithAsync(true)) }, n},
+		{"async-notree/callers=16", func(b *testing.B, es []Entry) float64 {
+			return realLibrary(b, es, 16, WithAsync(true), withoutTree())
+		}, n},
 		{"naive/callers=64", func(b *testing.B, es []Entry) float64 { return realNaive(b, es, 64) }, min(n, realSyncN)},
 		{"sync/callers=64", func(b *testing.B, es []Entry) float64 { return realLibrary(b, es, 64, WithAsync(false)) }, min(n, realSyncN)},
 	}
@@ -132,6 +136,7 @@ func BenchmarkRealisticIngest(b *testing.B) {
 			case "async/callers=16":
 				realReportRatio(b, ratio("hand", c.name), "x-hand")
 				realReportRatio(b, ratio("naive/callers=16", c.name), "x-naive")
+				realReportRatio(b, ratio(c.name, "async-notree/callers=16"), "cost-x-notree")
 			case "sync/callers=64":
 				realReportRatio(b, ratio("naive/callers=64", c.name), "x-naive")
 			}
