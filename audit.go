@@ -22,6 +22,7 @@ type AuditService struct {
 	cfg   config
 	log   *slog.Logger
 	chain hasher
+	cols  columnArgs // the batch's arguments of an insertColumns INSERT (insert.go), under the store's writeMu
 
 	in    intake
 	st    store

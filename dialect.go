@@ -57,6 +57,13 @@ type dialect struct {
 	// every full chunk (where compiling costs more than a round trip).
 	insertRows    int
 	prepareInsert bool
+	// insertColumns, where non-nil, returns the INSERT of a whole batch in
+	// one statement into the (quoted) table, whose arguments are one slice
+	// per column in the order of columns: []int64 IDs, []*string Details
+	// (nil is NULL), []string for the rest. One statement a batch, of
+	// ten arguments, costs the driver and the server less than
+	// insertRows-row VALUES lists (PostgreSQL's unnest of arrays).
+	insertColumns func(table string) string
 	// autoID says that a row inserted without an id gets one more than
 	// the table's largest (SQLite's rowid), which the writer uses to
 	// leave the id out of its INSERTs (see appendChain).

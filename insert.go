@@ -54,6 +54,25 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 		}
 		auto = maxID.Valid && maxID.Int64 == lastID || !maxID.Valid && lastID == 0
 	}
+	if sess.q.insertCols != "" && !auto {
+		// One statement per set of entries, an array per column.
+		for next := recs; len(next) > 0; {
+			if lastID > math.MaxInt64-int64(len(next)) {
+				return errNoIDLeft(sess, lastID, len(next))
+			}
+			lastID, lastHash, hashes = s.chainColumns(next, lastID, lastHash, hashes)
+			_, err := tx.ExecContext(ctx, sess.q.insertCols, s.cols.args...)
+			s.cols.release(len(next))
+			if err != nil {
+				return fmt.Errorf("insert %d entries: %w", len(next), err)
+			}
+			next = nil
+			if more != nil {
+				next = more(lastID + 1)
+			}
+		}
+		return s.advance(ctx, tx, sess, firstID, firstPrev, hashes, lastID, lastHash)
+	}
 	text := insertTextOf(&sess.q, auto)
 	rowsPer := sess.d.insertRows
 	var full *sql.Stmt // the INSERT of rowsPer rows, prepared at the first full chunk
@@ -133,6 +152,14 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 			return err
 		}
 	}
+	return s.advance(ctx, tx, sess, firstID, firstPrev, hashes, lastID, lastHash)
+}
+
+// advance is the end of appendChain, once the entries from firstID on
+// (their Hashes in hashes, the first chained from firstPrev) are
+// inserted: it adds them to the tree and moves the chain head to lastID,
+// lastHash.
+func (s *AuditService) advance(ctx context.Context, tx execer, sess *session, firstID int64, firstPrev string, hashes []string, lastID int64, lastHash string) error {
 	if err := s.treeAppend(ctx, tx, sess, firstID, firstPrev, hashes); err != nil {
 		return fmt.Errorf("advance the Merkle tree: %w", err)
 	}

@@ -42,7 +42,14 @@ var postgresDialect = dialect{
 	// PostgreSQL's driver caches statements by their text, and fewer,
 	// bigger statements save round trips.
 	insertRows: insertChunk,
-	isBusy:     func(error) bool { return false },
+	// A batch is one INSERT of an array per column: pgx sends each array
+	// as one binary parameter, and the statement's text does not depend
+	// on the batch's size, so that it is prepared once per connection.
+	insertColumns: func(table string) string {
+		return `INSERT INTO ` + table + ` (` + columns + `) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
+	$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])`
+	},
+	isBusy: func(error) bool { return false },
 	// Under default_transaction_isolation = serializable (or repeatable
 	// read), a writer that waited for the head row's lock fails with a
 	// serialization failure once it gets it: the transaction runs again at

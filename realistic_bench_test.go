@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,14 +73,9 @@ const (
 //   - sync/callers=64: 64 goroutines Record in sync mode (x-naive), as
 //     many entries as naive/callers=64.
 func BenchmarkRealisticIngest(b *testing.B) {
-	rounds := realEnvInt(b, "AUDIT_REALISTIC_ROUNDS", 3)
 	n := realEnvInt(b, "AUDIT_REALISTIC_N", 100_000)
 	entries := realEntries(1, n)
-	cases := []struct {
-		name string
-		run  func(b *testing.B, entries []Entry) float64 // ns per entry
-		n    int
-	}{
+	realRunIngest(b, entries, true, []realCase{
 		{"hand", realHand, n},
 		{"naive/callers=16", func(b *testing.B, es []Entry) float64 { return realNaive(b, es, 16) }, min(n, realNaiveN)},
 		{"async/callers=16", func(b *testing.B, es []Entry) float64 { return realLibrary(b, es, 16, WithAsync(true)) }, n},
@@ -90,7 +84,25 @@ func BenchmarkRealisticIngest(b *testing.B) {
 		}, n},
 		{"naive/callers=64", func(b *testing.B, es []Entry) float64 { return realNaive(b, es, 64) }, min(n, realSyncN)},
 		{"sync/callers=64", func(b *testing.B, es []Entry) float64 { return realLibrary(b, es, 64, WithAsync(false)) }, min(n, realSyncN)},
-	}
+	})
+}
+
+// realCase is a case of the realistic ingest benchmarks: it writes the
+// first n entries and returns ns per entry.
+type realCase struct {
+	name string
+	run  func(b *testing.B, entries []Entry) float64
+	n    int
+}
+
+// realRunIngest runs the cases that AUDIT_REALISTIC_CASES selects, round
+// after round, and reports each (a sub-benchmark per case, ns/op its
+// median time per entry) with the ratios named after the cases: x-hand and
+// x-naive of async/callers=16, its cost-x-notree, x-naive of
+// sync/callers=64. files: the cases write SQLite files, whose bytes
+// written and sizes are reported too (wa-bytes/entry, db-bytes/entry).
+func realRunIngest(b *testing.B, entries []Entry, files bool, cases []realCase) {
+	rounds := realEnvInt(b, "AUDIT_REALISTIC_ROUNDS", 3)
 	ns := map[string][]float64{}    // per round
 	wa := map[string][]float64{}    // wchar bytes per entry, per round
 	sizes := map[string][]float64{} // file bytes per entry, per round
@@ -103,14 +115,14 @@ func BenchmarkRealisticIngest(b *testing.B) {
 			realQuiesce()
 			written, ok := realWritten()
 			ns[c.name] = append(ns[c.name], c.run(b, entries[:c.n]))
-			if after, ok2 := realWritten(); ok && ok2 {
+			if after, ok2 := realWritten(); files && ok && ok2 {
 				wa[c.name] = append(wa[c.name], float64(after-written)/float64(c.n))
+				sizes[c.name] = append(sizes[c.name], float64(realLastSize)/float64(c.n))
 			}
-			sizes[c.name] = append(sizes[c.name], float64(realLastSize)/float64(c.n))
 		}
 	}
-	ratio := func(base, of string) []float64 {
-		out := make([]float64, len(ns[base]))
+	ratio := func(base, of string) []float64 { // none when either was left out
+		out := make([]float64, min(len(ns[base]), len(ns[of])))
 		for r := range out {
 			out[r] = ns[base][r] / ns[of][r]
 		}
@@ -130,8 +142,8 @@ func BenchmarkRealisticIngest(b *testing.B) {
 			realLogRounds(b, rates, "entries/s", 0)
 			if len(wa[c.name]) > 0 {
 				b.ReportMetric(median(wa[c.name]), "wa-bytes/entry")
+				b.ReportMetric(median(sizes[c.name]), "db-bytes/entry")
 			}
-			b.ReportMetric(median(sizes[c.name]), "db-bytes/entry")
 			switch c.name {
 			case "async/callers=16":
 				realReportRatio(b, ratio("hand", c.name), "x-hand")
@@ -372,17 +384,4 @@ func median(vs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// realOnly returns the filter of AUDIT_REALISTIC_CASES, a regular
-// expression of the case names to run (all when unset), for profiling one
-// case; the ratios of the cases left out are not reported.
-func realOnly(b *testing.B) func(name string) bool {
-	v := os.Getenv("AUDIT_REALISTIC_CASES")
-	if v == "" {
-		return func(string) bool { return true }
-	}
-	re, err := regexp.Compile(v)
-	require.NoError(b, err, "AUDIT_REALISTIC_CASES")
-	return re.MatchString
 }

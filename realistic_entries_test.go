@@ -3,7 +3,12 @@ package audit
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"regexp"
+	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // The shape of the realistic entries.
@@ -65,4 +70,17 @@ func realEntrySource(seed uint64) func() Entry {
 		i++
 		return e
 	}
+}
+
+// realOnly returns the filter of AUDIT_REALISTIC_CASES, a regular
+// expression of the case names to run (all when unset), for profiling one
+// case; the ratios of the cases left out are not reported.
+func realOnly(b *testing.B) func(name string) bool {
+	v := os.Getenv("AUDIT_REALISTIC_CASES")
+	if v == "" {
+		return func(string) bool { return true }
+	}
+	re, err := regexp.Compile(v)
+	require.NoError(b, err, "AUDIT_REALISTIC_CASES")
+	return re.MatchString
 }

@@ -20,46 +20,15 @@ import (
 // nothing on a server with fsync=off (as CI's is): give it one with fsync
 // on.
 func BenchmarkRealisticIngestPostgres(b *testing.B) {
-	rounds := realEnvInt(b, "AUDIT_REALISTIC_ROUNDS", 3)
 	n := realEnvInt(b, "AUDIT_REALISTIC_N", 100_000)
 	entries := realEntries(1, n)
-	cases := []struct {
-		name string
-		run  func(b *testing.B, entries []Entry) float64
-		n    int
-	}{
+	realRunIngest(b, entries, false, []realCase{
 		{"hand", realHandPostgres, n},
 		{"naive/callers=16", func(b *testing.B, es []Entry) float64 { return realNaivePostgres(b, es, 16) }, min(n, 4*realNaiveN)},
 		{"async/callers=16", func(b *testing.B, es []Entry) float64 { return realLibraryPostgres(b, es, 16, WithAsync(true)) }, n},
 		{"naive/callers=64", func(b *testing.B, es []Entry) float64 { return realNaivePostgres(b, es, 64) }, min(n, 2*realSyncN)},
 		{"sync/callers=64", func(b *testing.B, es []Entry) float64 { return realLibraryPostgres(b, es, 64, WithAsync(false)) }, min(n, 2*realSyncN)},
-	}
-	ns := map[string][]float64{}
-	for range rounds {
-		for _, c := range cases {
-			ns[c.name] = append(ns[c.name], c.run(b, entries[:c.n]))
-		}
-	}
-	ratio := func(base, of string) []float64 {
-		out := make([]float64, rounds)
-		for r := range out {
-			out[r] = ns[base][r] / ns[of][r]
-		}
-		return out
-	}
-	for _, c := range cases {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportMetric(median(ns[c.name]), "ns/op")
-			b.ReportMetric(1e9/median(ns[c.name]), "entries/s")
-			switch c.name {
-			case "async/callers=16":
-				realReportRatio(b, ratio("hand", c.name), "x-hand")
-				realReportRatio(b, ratio("naive/callers=16", c.name), "x-naive")
-			case "sync/callers=64":
-				realReportRatio(b, ratio("naive/callers=64", c.name), "x-naive")
-			}
-		})
-	}
+	})
 }
 
 func realLibraryPostgres(b *testing.B, entries []Entry, callers int, opts ...Option) float64 {

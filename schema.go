@@ -30,6 +30,7 @@ type queries struct {
 	get        string   // arg: id
 	insertHead string   // INSERT INTO t (columns) VALUES
 	insertAuto string   // the same without the id column (dialect.autoID)
+	insertCols string   // the batch's INSERT of an array per column (dialect.insertColumns); "" where there is none
 	maxID      string   // the table's largest id, NULL when empty
 	pruneScan  string   // args: limit
 	pruneDel   string   // arg: last id
@@ -130,6 +131,9 @@ func newQueries(d *dialect, table string) queries {
 	q.get = `SELECT ` + columns + ` FROM ` + t + ` WHERE id = ` + d.ph(1)
 	q.insertHead = `INSERT` + d.insertOr + ` INTO ` + t + ` (` + columns + `) VALUES `
 	q.insertAuto = `INSERT` + d.insertOr + ` INTO ` + t + ` (` + strings.TrimPrefix(columns, "id, ") + `) VALUES `
+	if d.insertColumns != nil {
+		q.insertCols = d.insertColumns(t)
+	}
 	q.maxID = `SELECT MAX(id) FROM ` + t
 	q.pruneScan = `SELECT id, time, hash FROM ` + t + ` ORDER BY id LIMIT ` + d.ph(1)
 	q.pruneDel = `DELETE FROM ` + t + ` WHERE id <= ` + d.ph(1)
