@@ -22,7 +22,7 @@ type AuditService struct {
 	cfg   config
 	log   *slog.Logger
 	chain hasher
-	cols  columnArgs // the batch's arguments of an insertColumns INSERT (insert.go), under the store's writeMu
+	cols  columnArgs // the arguments of insertColumns INSERTs (insert_columns.go), under the store's writeMu
 
 	in    intake
 	st    store

@@ -55,23 +55,7 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 		auto = maxID.Valid && maxID.Int64 == lastID || !maxID.Valid && lastID == 0
 	}
 	if sess.q.insertCols != "" && !auto {
-		// One statement per set of entries, an array per column.
-		for next := recs; len(next) > 0; {
-			if lastID > math.MaxInt64-int64(len(next)) {
-				return errNoIDLeft(sess, lastID, len(next))
-			}
-			lastID, lastHash, hashes = s.chainColumns(next, lastID, lastHash, hashes)
-			_, err := tx.ExecContext(ctx, sess.q.insertCols, s.cols.args...)
-			s.cols.release(len(next))
-			if err != nil {
-				return fmt.Errorf("insert %d entries: %w", len(next), err)
-			}
-			next = nil
-			if more != nil {
-				next = more(lastID + 1)
-			}
-		}
-		return s.advance(ctx, tx, sess, firstID, firstPrev, hashes, lastID, lastHash)
+		return s.appendColumns(ctx, sess, tx, recs, more, firstID, firstPrev)
 	}
 	text := insertTextOf(&sess.q, auto)
 	rowsPer := sess.d.insertRows

@@ -64,56 +64,68 @@ func TestBatchesGrowWhileCommitsLag(t *testing.T) {
 
 // TestTransactionTakesWhatArrivesMeanwhile: a write transaction given a
 // refill appends what it returns after its own entries, in the same
-// transaction: one commit, IDs and the chain continuous, the tree over all
-// of them (Verify checks both), chunks of any size (a short one carried
-// over into the next full INSERT, a lone entry, several full chunks).
+// transaction (none of them is visible to another connection until all
+// are), IDs and the chain continuous, the tree over all of them (Verify
+// checks both), in sets of any size (SQLite: a short one carried over into
+// the next full INSERT, a lone entry, several full chunks; PostgreSQL: an
+// INSERT per set, the next hashed while the last runs).
 func TestTransactionTakesWhatArrivesMeanwhile(t *testing.T) {
-	ctx := context.Background()
-	s, rec, _ := batchObserved(t)
-	require.NoError(t, s.Ping(ctx))
-	sess, err := s.st.session(ctx)
-	require.NoError(t, err)
-	recs := func(from, n int) []*record {
-		out := make([]*record, n)
-		for i := range out {
-			e := sampleEntry(from + i)
-			out[i], err = s.newRecord(&e)
-			require.NoError(t, err)
-		}
-		return out
-	}
-	rows := sqliteInsertRows
-	sizes := []int{rows/2 + 3, 1, 3*rows + 5, rows - 1} // what each refill returns
-	var nexts []int64
-	from, refills := 10, sizes
-	more := func(next int64) []*record {
-		nexts = append(nexts, next)
-		if len(refills) == 0 {
-			return nil
-		}
-		n := refills[0]
-		refills = refills[1:]
-		from += n
-		return recs(from-n, n)
-	}
-	require.NoError(t, s.insertBatch(ctx, sess, recs(0, 10), more))
-
-	total := 10
-	wantNext := []int64{11}
-	for _, n := range sizes {
-		total += n
-		wantNext = append(wantNext, int64(total+1))
-	}
-	assert.Equal(t, wantNext, nexts, "each refill is told the ID its first entry gets")
-	assert.Equal(t, []int{total}, rec.batches(), "one transaction")
-	report, err := s.Verify(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, int64(total), report.Entries)
-	for _, id := range []int64{1, 10, 11, int64(total)} {
-		e, err := s.Get(ctx, id)
+	forEachBackend(t, func(t *testing.T, st *backend) {
+		ctx := context.Background()
+		s := st.service(t)
+		require.NoError(t, s.Ping(ctx))
+		sess, err := s.st.session(ctx)
 		require.NoError(t, err)
-		assert.Equal(t, sampleEntry(int(id-1)).Resource, e.Resource, "entry %d", id)
-	}
+		recs := func(from, n int) []*record {
+			out := make([]*record, n)
+			for i := range out {
+				e := sampleEntry(from + i)
+				out[i], err = s.newRecord(&e)
+				require.NoError(t, err)
+			}
+			return out
+		}
+		committed := func() int {
+			var n int
+			require.NoError(t, st.raw.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+quote(st.table)).Scan(&n))
+			return n
+		}
+		rows := sqliteInsertRows
+		sizes := []int{rows/2 + 3, 1, 3*rows + 5, rows - 1} // what each refill returns
+		var nexts []int64
+		var seen []int
+		from, refills := 10, sizes
+		more := func(next int64) []*record {
+			nexts = append(nexts, next)
+			seen = append(seen, committed())
+			if len(refills) == 0 {
+				return nil
+			}
+			n := refills[0]
+			refills = refills[1:]
+			from += n
+			return recs(from-n, n)
+		}
+		require.NoError(t, s.insertBatch(ctx, sess, recs(0, 10), more))
+
+		total := 10
+		wantNext := []int64{11}
+		for _, n := range sizes {
+			total += n
+			wantNext = append(wantNext, int64(total+1))
+		}
+		assert.Equal(t, wantNext, nexts, "each refill is told the ID its first entry gets")
+		assert.Equal(t, make([]int, len(wantNext)), seen, "nothing committed before the transaction's end")
+		assert.Equal(t, total, committed(), "all of it at the end")
+		report, err := s.Verify(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, int64(total), report.Entries)
+		for _, id := range []int64{1, 10, 11, int64(total)} {
+			e, err := s.Get(ctx, id)
+			require.NoError(t, err)
+			assert.Equal(t, sampleEntry(int(id-1)).Resource, e.Resource, "entry %d", id)
+		}
+	})
 }
 
 // TestRefillTakesWhatIsQueued: the refill takes the queue's items in order
