@@ -75,8 +75,9 @@ type dialect struct {
 	insertOr string
 
 	// checkpoint copies the WAL into the database beside the writer
-	// (checkpoint.go); nil where the database does it itself.
-	checkpoint func(ctx context.Context, db *sql.DB) error
+	// (walcheckpoint.go) and returns the frames the WAL holds; nil where
+	// the database does it itself.
+	checkpoint func(ctx context.Context, db *sql.DB) (walFrames int, err error)
 
 	// isBusy reports whether err means the database is locked by another
 	// writer, to be retried.

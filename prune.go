@@ -69,7 +69,7 @@ func (s *AuditService) Prune(ctx context.Context, before time.Time) (int64, erro
 			// autocheckpoint threshold copies all of them while it holds
 			// the lock (a quarter of a second on a 1M-entry log). A failure
 			// (another checkpoint running) leaves them to the next one.
-			_ = sess.checkpointWAL(ctx)
+			_ = s.st.checkpointWAL(ctx, sess)
 		}
 		if !more {
 			if total > 0 {
