@@ -229,12 +229,14 @@ func WithQueueSize(n int) Option {
 }
 
 // WithBatchSize sets the most entries the writer commits in one
-// transaction. Defaults to 512; without this option, while commits are the
-// bottleneck (every batch comes back full) the writer lets batches grow,
-// doubling up to 8192 entries, and shrinks them back to 512 once the queue
-// keeps up, because on a log with random index keys (request IDs,
-// resources) a transaction costs about the same however many entries it
-// holds.
+// transaction, a hard limit. Defaults to 512; without this option, while
+// commits are the bottleneck (every batch comes back full) the writer lets
+// batches grow, doubling up to 32768 entries on a short log and 4096 on a
+// long one (what the page cache holds of the pages a batch dirties), and a
+// transaction takes the entries that arrive while it inserts; batches
+// shrink back to 512 once the queue keeps up. On a log with random index
+// keys (request IDs, resources) a transaction costs about the same however
+// many entries it holds.
 func WithBatchSize(n int) Option {
 	return func(c *config) {
 		if n < 1 {
