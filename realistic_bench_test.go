@@ -264,17 +264,7 @@ func realHand(b *testing.B, entries []Entry) float64 {
 	args := make([]any, 0, realHandRows*10)
 	for first := 0; first < len(entries); first += realHandRows {
 		chunk := entries[first:min(first+realHandRows, len(entries))]
-		args = args[:0]
-		for i, e := range chunk {
-			details, err := json.Marshal(e.Details)
-			require.NoError(b, err)
-			r := record{time: e.Time.UTC().Format(timeLayout), eventType: e.EventType, actor: e.Actor,
-				resource: e.Resource, outcome: e.Outcome, requestID: e.RequestID, details: details}
-			hash := h.hash(prev, &r)
-			args = append(args, int64(first+i+1), r.time, r.eventType, r.actor, r.resource, r.outcome,
-				r.requestID, string(details), prev, hash)
-			prev = hash
-		}
+		args, prev = realHandChunk(b, &h, args[:0], chunk, first, prev)
 		tx, err := db.BeginTx(ctx, nil)
 		require.NoError(b, err)
 		if len(chunk) == realHandRows {
@@ -289,6 +279,23 @@ func realHand(b *testing.B, entries []Entry) float64 {
 	require.NoError(b, db.Close())
 	realLastSize = realFileSize(path)
 	return ns
+}
+
+// realHandChunk appends the arguments of the hand-written tables' INSERT
+// of chunk, the entries first+1 on, to args, computing their JSON and the
+// SHA-256 chain from prev as it goes; it returns them and the last Hash.
+func realHandChunk(b *testing.B, h *hasher, args []any, chunk []Entry, first int, prev string) ([]any, string) {
+	for i, e := range chunk {
+		details, err := json.Marshal(e.Details)
+		require.NoError(b, err)
+		r := record{time: e.Time.UTC().Format(timeLayout), eventType: e.EventType, actor: e.Actor,
+			resource: e.Resource, outcome: e.Outcome, requestID: e.RequestID, details: details}
+		hash := h.hash(prev, &r)
+		args = append(args, int64(first+i+1), r.time, r.eventType, r.actor, r.resource, r.outcome,
+			r.requestID, string(details), prev, hash)
+		prev = hash
+	}
+	return args, prev
 }
 
 // realCallers splits n calls of op among callers goroutines released

@@ -106,17 +106,7 @@ func realHandPostgres(b *testing.B, entries []Entry) float64 {
 	args := make([]any, 0, realHandRows*10)
 	for first := 0; first < len(entries); first += realHandRows {
 		chunk := entries[first:min(first+realHandRows, len(entries))]
-		args = args[:0]
-		for i, e := range chunk {
-			details, err := json.Marshal(e.Details)
-			require.NoError(b, err)
-			r := record{time: e.Time.UTC().Format(timeLayout), eventType: e.EventType, actor: e.Actor,
-				resource: e.Resource, outcome: e.Outcome, requestID: e.RequestID, details: details}
-			hash := h.hash(prev, &r)
-			args = append(args, int64(first+i+1), r.time, r.eventType, r.actor, r.resource, r.outcome,
-				r.requestID, string(details), prev, hash)
-			prev = hash
-		}
+		args, prev = realHandChunk(b, &h, args[:0], chunk, first, prev)
 		text := full
 		if len(chunk) != realHandRows {
 			text = insert(len(chunk))
