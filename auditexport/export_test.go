@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -163,6 +164,9 @@ func TestKillAndRestart(t *testing.T) {
 			for _, e := range all {
 				want = append(want, e.ID)
 			}
+			// Syslog has no answer: the last messages may still be on
+			// their way to the receiver after the exporter has exited.
+			testutil.WaitFor(t, time.Minute, func() bool { return slices.Contains(rcv.ids(), want[len(want)-1]) }, "the receiver reads the last entry")
 			got := rcv.ids()
 			checkDelivery(t, got, want, batch)
 			t.Logf("%d entries, %d deliveries (%d again after kills)", len(want), len(got), len(got)-len(want))
