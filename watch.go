@@ -52,7 +52,6 @@ func (st *store) checkFile(ctx context.Context, sess *session, giveUp <-chan str
 	if st.sess.Load() != sess {
 		return true // retired already
 	}
-	st.failures.Add(1)
 	st.sess.Store(nil)
 	select {
 	case <-sess.retire():
@@ -68,6 +67,7 @@ func (st *store) checkFile(ctx context.Context, sess *session, giveUp <-chan str
 		st.log.Error("audit: the database file was deleted or replaced; writing continues in a new file at the path, its chain continuing from the last committed head",
 			"path", sess.file, "head_id", head.lastID, "head", head.lastHash)
 	}
+	st.failures.Add(1) // after the log line: whoever watches the count may look for it
 	// The old file's -wal and -shm files are still at the path: SQLite
 	// would replay that WAL into whatever file the path holds now. Close
 	// every connection of the old file, then remove them if they are still
