@@ -16,8 +16,9 @@ const maxGrownBatch = 32768
 type inflight struct {
 	items []item
 	recs  []*record
-	limit int  // the most entries it may hold
-	grow  bool // the transaction may take more from the queue (its first attempt)
+	limit int   // the most entries it may hold
+	grow  bool  // the transaction may take more from the queue (its first attempt)
+	next  int64 // the ID the entry after the last refill gets: about the log's size; 0 before one
 }
 
 // refill is the batch's refill while it may grow: while the transaction
@@ -28,6 +29,7 @@ type inflight struct {
 // limit and batchCap of the log's size, and never waits.
 func (s *AuditService) refill(b *inflight) refill {
 	return func(next int64) []*record {
+		b.next = next
 		if !b.grow {
 			return nil
 		}

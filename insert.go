@@ -9,14 +9,16 @@ import (
 	"sync"
 )
 
-// insertBatch writes recs in one transaction: it reads the chain head,
-// links and hashes the entries after it, inserts them in multi-row INSERTs
-// and advances the head, so that the chain cannot fork however many
-// services write the table. more, when not nil, gives the transaction the
-// entries that arrived meanwhile before it commits (see refill).
-func (s *AuditService) insertBatch(ctx context.Context, sess *session, recs []*record, more refill) error {
+// insertBatch writes b's entries in one transaction: it reads the chain
+// head, links and hashes the entries after it, inserts them in multi-row
+// INSERTs and advances the head, so that the chain cannot fork however
+// many services write the table. more, when not nil, gives the transaction
+// the entries that arrived meanwhile before it commits (see refill), which
+// it appends to b. A run again of the transaction (writeTx's immediate
+// retry) writes b.recs as they are then: with what the last run took.
+func (s *AuditService) insertBatch(ctx context.Context, sess *session, b *inflight, more refill) error {
 	return s.st.writeTx(ctx, sess, func(tx execer) error {
-		return s.appendChain(ctx, sess, tx, recs, more)
+		return s.appendChain(ctx, sess, tx, b.recs, more)
 	})
 }
 

@@ -16,9 +16,9 @@ import (
 //     form the next batch (group commit). Without WithBatchSize the limit
 //     doubles after every full batch, up to maxGrownBatch (less on a long
 //     log: batchCap), and halves back towards DefaultBatchSize after one
-//     less than half full (growBatch). A transaction that took a full
-//     batch (or half the queue) takes, before it commits, what arrived
-//     while it inserted, up to its limit (refill). A failed batch is
+//     less than half full (growBatch). A transaction whose batch took half
+//     the queue or more takes, before it commits, what arrived while it
+//     inserted, up to its limit (refill). A failed batch is
 //     retried, whole and in order, with capped exponential backoff. Flush
 //     barriers and sync callers are answered only after the transaction
 //     holding their entries has committed.
@@ -113,6 +113,9 @@ func (s *AuditService) runWriter() {
 			return
 		}
 		b.limit = s.growBatch(b.limit, len(b.recs))
+		if s.cfg.batchGrow && b.next > 0 {
+			b.limit = max(min(b.limit, batchCap(b.next)), s.cfg.batchSize)
+		}
 		ckpt.committed(s, len(b.recs))
 		if ob.due || (len(b.recs) < len(b.items) && s.usedOutbox.Load()) {
 			// A Flush barrier covers the RecordTx entries committed
@@ -259,10 +262,10 @@ func (s *AuditService) commitWithRetry(b *inflight) bool {
 	s.stats.oldest.Store(b.recs[0].accepted)
 	defer s.stats.oldest.Store(0)
 	// It grows only when the entries arrive faster than transactions
-	// commit: the batch took its limit, or half the queue. Otherwise the
-	// entries that arrive during the transaction (sync callers' next ones)
-	// make the next batch, beside this one's commit and not behind it.
-	b.grow = len(b.items) >= min(b.limit, cap(s.in.queue)/2)
+	// commit: the batch took half the queue or more. Otherwise the entries
+	// that arrive during the transaction (sync callers' next ones) make the
+	// next batch, beside this one's commit and not behind it.
+	b.grow = len(b.items) >= cap(s.in.queue)/2
 	for {
 		began := time.Now()
 		attempt := s.perm.begin()
@@ -320,7 +323,7 @@ func (s *AuditService) commitOnce(b *inflight) error {
 		}
 		sess.fault.Store(nil) // fixed
 	}
-	if err := s.insertBatch(ctx, sess, b.recs, s.refill(b)); err != nil {
+	if err := s.insertBatch(ctx, sess, b, s.refill(b)); err != nil {
 		s.stats.failures.Add(1)
 		return fmt.Errorf("write %d entries to %s: %w", len(b.recs), s.cfg.databaseName(), s.st.explain(ctx, sess, err))
 	}

@@ -106,7 +106,7 @@ func TestTransactionTakesWhatArrivesMeanwhile(t *testing.T) {
 			from += n
 			return recs(from-n, n)
 		}
-		require.NoError(t, s.insertBatch(ctx, sess, recs(0, 10), more))
+		require.NoError(t, s.insertBatch(ctx, sess, &inflight{recs: recs(0, 10)}, more))
 
 		total := 10
 		wantNext := []int64{11}
