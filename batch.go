@@ -37,15 +37,9 @@ func (s *AuditService) refill(b *inflight) refill {
 		if s.cfg.batchGrow {
 			most = min(most, batchCap(next))
 		}
-		start := len(b.recs)
-		for len(b.recs) < most {
-			var it item
-			select {
-			case it = <-s.in.queue:
-			default:
-				return b.recs[start:]
-			}
-			b.items = append(b.items, it)
+		start, took := len(b.recs), len(b.items)
+		b.items = s.in.take(b.items, len(b.recs), most)
+		for _, it := range b.items[took:] {
 			if it.rec != nil {
 				b.recs = append(b.recs, it.rec)
 			}

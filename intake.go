@@ -64,6 +64,24 @@ func (in *intake) send(ctx context.Context, it item, failFast bool, abort <-chan
 	return err
 }
 
+// take appends to items what the queue holds now, in order, without
+// waiting, until they hold most entries (Flush barriers do not count), of
+// which n are there already.
+func (in *intake) take(items []item, n, most int) []item {
+	for n < most {
+		select {
+		case it := <-in.queue:
+			items = append(items, it)
+			if it.rec != nil {
+				n++
+			}
+		default:
+			return items
+		}
+	}
+	return items
+}
+
 // close stops the intake accepting; it reports whether this call did it
 // (the first call), so that exactly one caller runs Shutdown's work.
 func (in *intake) close() bool { return in.senders.close() }

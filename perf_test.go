@@ -260,8 +260,28 @@ func perfRawInsert(b *testing.B) float64 {
 // perfInsertSQL returns head followed by rows rows of ten placeholders:
 // a multi-row INSERT on SQLite.
 func perfInsertSQL(head string, rows int) string {
-	row := "(" + strings.Repeat("?,", 9) + "?)"
-	return head + strings.Repeat(row+",", rows-1) + row
+	return perfInsertSQLOf(head, rows, sqliteDialect.ph)
+}
+
+// perfInsertSQLOf is perfInsertSQL with the placeholders of ph, numbered
+// from the first row's first column on (PostgreSQL's $n).
+func perfInsertSQLOf(head string, rows int, ph func(int) string) string {
+	var sb strings.Builder
+	sb.WriteString(head)
+	for r := range rows {
+		if r > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteByte('(')
+		for c := range 10 {
+			if c > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString(ph(r*10 + c + 1))
+		}
+		sb.WriteByte(')')
+	}
+	return sb.String()
 }
 
 // BenchmarkRecordCall is the cost of one Record call in async mode with

@@ -258,44 +258,52 @@ func realHand(b *testing.B, entries []Entry) float64 {
 	require.NoError(b, err)
 	defer full.Close()
 
+	ns := realHandLoop(b, entries, func(rows int, args []any) error {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if rows == realHandRows {
+			_, err = tx.StmtContext(ctx, full).ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, perfInsertSQL(head, rows), args...)
+		}
+		if err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	})
+	require.NoError(b, db.Close())
+	realLastSize = realFileSize(path)
+	return ns
+}
+
+// realHandLoop is the timed loop of the hand-written baselines: for every
+// realHandRows entries it computes their JSON and the SHA-256 chain and
+// hands insert the rows' arguments (id and the nine other columns each),
+// to write in a transaction of their own. It returns ns per entry.
+func realHandLoop(b *testing.B, entries []Entry, insert func(rows int, args []any) error) float64 {
 	var h hasher
 	prev := ""
 	began := time.Now()
 	args := make([]any, 0, realHandRows*10)
 	for first := 0; first < len(entries); first += realHandRows {
 		chunk := entries[first:min(first+realHandRows, len(entries))]
-		args, prev = realHandChunk(b, &h, args[:0], chunk, first, prev)
-		tx, err := db.BeginTx(ctx, nil)
-		require.NoError(b, err)
-		if len(chunk) == realHandRows {
-			_, err = tx.StmtContext(ctx, full).ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, perfInsertSQL(head, len(chunk)), args...)
+		args = args[:0]
+		for i, e := range chunk {
+			details, err := json.Marshal(e.Details)
+			require.NoError(b, err)
+			r := record{time: e.Time.UTC().Format(timeLayout), eventType: e.EventType, actor: e.Actor,
+				resource: e.Resource, outcome: e.Outcome, requestID: e.RequestID, details: details}
+			hash := h.hash(prev, &r)
+			args = append(args, int64(first+i+1), r.time, r.eventType, r.actor, r.resource, r.outcome,
+				r.requestID, string(details), prev, hash)
+			prev = hash
 		}
-		require.NoError(b, err)
-		require.NoError(b, tx.Commit())
+		require.NoError(b, insert(len(chunk), args))
 	}
-	ns := float64(time.Since(began).Nanoseconds()) / float64(len(entries))
-	require.NoError(b, db.Close())
-	realLastSize = realFileSize(path)
-	return ns
-}
-
-// realHandChunk appends the arguments of the hand-written tables' INSERT
-// of chunk, the entries first+1 on, to args, computing their JSON and the
-// SHA-256 chain from prev as it goes; it returns them and the last Hash.
-func realHandChunk(b *testing.B, h *hasher, args []any, chunk []Entry, first int, prev string) ([]any, string) {
-	for i, e := range chunk {
-		details, err := json.Marshal(e.Details)
-		require.NoError(b, err)
-		r := record{time: e.Time.UTC().Format(timeLayout), eventType: e.EventType, actor: e.Actor,
-			resource: e.Resource, outcome: e.Outcome, requestID: e.RequestID, details: details}
-		hash := h.hash(prev, &r)
-		args = append(args, int64(first+i+1), r.time, r.eventType, r.actor, r.resource, r.outcome,
-			r.requestID, string(details), prev, hash)
-		prev = hash
-	}
-	return args, prev
+	return float64(time.Since(began).Nanoseconds()) / float64(len(entries))
 }
 
 // realCallers splits n calls of op among callers goroutines released

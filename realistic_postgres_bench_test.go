@@ -3,10 +3,7 @@ package audit
 import (
 	"context"
 	"encoding/json"
-	"strconv"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/require"
@@ -81,41 +78,21 @@ func realHandPostgres(b *testing.B, entries []Entry) float64 {
 		_, err := st.raw.ExecContext(ctx, stmt)
 		require.NoError(b, err)
 	}
-	insert := func(rows int) string {
-		var sb strings.Builder
-		sb.WriteString("INSERT INTO " + t + " (" + columns + ") VALUES ")
-		for r := range rows {
-			if r > 0 {
-				sb.WriteByte(',')
-			}
-			sb.WriteByte('(')
-			for c := range 10 {
-				if c > 0 {
-					sb.WriteByte(',')
-				}
-				sb.WriteString("$" + strconv.Itoa(r*10+c+1))
-			}
-			sb.WriteByte(')')
-		}
-		return sb.String()
-	}
-	full := insert(realHandRows)
-	var h hasher
-	prev := ""
-	began := time.Now()
-	args := make([]any, 0, realHandRows*10)
-	for first := 0; first < len(entries); first += realHandRows {
-		chunk := entries[first:min(first+realHandRows, len(entries))]
-		args, prev = realHandChunk(b, &h, args[:0], chunk, first, prev)
+	head := "INSERT INTO " + t + " (" + columns + ") VALUES "
+	full := perfInsertSQLOf(head, realHandRows, postgresDialect.ph)
+	return realHandLoop(b, entries, func(rows int, args []any) error {
 		text := full
-		if len(chunk) != realHandRows {
-			text = insert(len(chunk))
+		if rows != realHandRows {
+			text = perfInsertSQLOf(head, rows, postgresDialect.ph)
 		}
 		tx, err := st.raw.BeginTx(ctx, nil)
-		require.NoError(b, err)
-		_, err = tx.ExecContext(ctx, text, args...)
-		require.NoError(b, err)
-		require.NoError(b, tx.Commit())
-	}
-	return float64(time.Since(began).Nanoseconds()) / float64(len(entries))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, text, args...); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	})
 }

@@ -82,7 +82,7 @@ const (
 	// commit of the service checkpoints (SQLite's default is 1000): the
 	// random index pages that every batch dirties again are written to the
 	// database once per 64 MiB of WAL instead of once per batch, and the
-	// writer's background checkpoints (checkpoint.go) have copied most of
+	// writer's background checkpoints (walcheckpoint.go) have copied most of
 	// them by then. The WAL file is truncated back to sqliteWALLimit after
 	// a checkpoint.
 	sqliteCheckpointPages = 16384

@@ -22,10 +22,10 @@ const walCheckpointEntries = 8192
 // while the pages are copied: SQLite's own checkpoint (wal_autocheckpoint)
 // runs inside the COMMIT that crosses its threshold and holds the writer
 // for all of it. The autocheckpoint stays, at a higher threshold
-// (sqliteCheckpointPages), as the backstop that resets the WAL: the
-// background checkpoint has copied most frames by then, and it only copies
-// the rest. At most one checkpoint runs at a time; the writer owns the
-// checkpointer and waits for its goroutine before it ends.
+// (sqliteCheckpointPages), as the backstop; checkpointWAL completes a
+// checkpoint before the WAL reaches it. At most one checkpoint runs at a
+// time; the writer owns the checkpointer and waits for its goroutine
+// before it ends.
 type checkpointer struct {
 	since int            // entries committed since the last checkpoint began; the writer's goroutine only
 	busy  atomic.Bool    // a checkpoint is running
@@ -75,6 +75,9 @@ func (c *checkpointer) wait() { c.wg.Wait() }
 // no COMMIT ever crosses the threshold (which cost the transaction that
 // did 40-60 ms more).
 func (st *store) checkpointWAL(ctx context.Context, sess *session) error {
+	if sess.d.checkpoint == nil {
+		return nil // the database checkpoints by itself
+	}
 	frames, err := sess.d.checkpoint(ctx, sess.sqlDB)
 	if err != nil || sess.file == "" {
 		return err // not a file the service opened: SQLite's own fsyncs stay

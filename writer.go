@@ -187,23 +187,11 @@ func (s *AuditService) nextBatch(b []item, limit int, tick <-chan time.Time, ret
 			}
 		}
 	}
-	b = append(b, first)
 	n := 0
 	if first.rec != nil {
 		n++
 	}
-	for n < limit {
-		select {
-		case it := <-s.in.queue:
-			b = append(b, it)
-			if it.rec != nil {
-				n++
-			}
-		default:
-			return b, true
-		}
-	}
-	return b, true
+	return s.in.take(append(b, first), n, limit), true
 }
 
 // tick does the idle writer's periodic work: is the file still there (see
