@@ -23,6 +23,12 @@ type dialect struct {
 	// to its column (", id" where id is not the rowid already), and the
 	// time column's type, which must compare byte-wise.
 	idType, indexSuffix, timeType string
+	// hashKey, where non-nil, returns the expression that indexes a text
+	// of hashedColumns by a 64-bit hash of it (an argument or a column):
+	// a B-tree of integers costs the server less per insert, on the
+	// random keys those columns hold, than one of the texts. A query that
+	// filters on such a column compares both the hashes and the texts.
+	hashKey func(text string) string
 	// blobType is the type of a column of bytes; keyedTable ends a CREATE
 	// TABLE whose rows are found by their primary key only (SQLite's
 	// WITHOUT ROWID).

@@ -19,8 +19,11 @@ var postgresDialect = dialect{
 	serialKey:   "BIGSERIAL PRIMARY KEY",
 	idType:      "BIGINT",
 	indexSuffix: ", id",
-	timeType:    `TEXT COLLATE "C"`,
-	blobType:    "BYTEA",
+	// hashtextextended is the hash of hash partitioning, so it cannot
+	// change between versions or upgrades; seed 0.
+	hashKey:  func(text string) string { return "hashtextextended(" + text + ", 0)" },
+	timeType: `TEXT COLLATE "C"`,
+	blobType: "BYTEA",
 	catalog: func(phs string) string {
 		return `SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 	WHERE n.nspname = current_schema() AND c.relname IN (` + phs + `)`

@@ -161,30 +161,44 @@ func utf8Valid(s string) bool {
 func (q *queries) where(f *Filter) (string, []any) {
 	var b strings.Builder
 	var args []any
-	add := func(cond string, arg any) {
+	// cond writes a condition on the argument arg, given its placeholder.
+	cond := func(arg any, text func(ph string) string) {
 		if len(args) == 0 {
 			b.WriteString(" WHERE ")
 		} else {
 			b.WriteString(" AND ")
 		}
 		args = append(args, arg)
-		b.WriteString(cond)
-		b.WriteString(q.d.ph(len(args)))
+		b.WriteString(text(q.d.ph(len(args))))
+	}
+	add := func(op string, arg any) {
+		cond(arg, func(ph string) string { return op + ph })
+	}
+	// equal filters col on value, by the hash first where col's index is
+	// of its hash (filterKey).
+	equal := func(col, value string) {
+		if q.d.hashKey == nil || !hashedColumns[col] {
+			add(col+" = ", value)
+			return
+		}
+		cond(value, func(ph string) string {
+			return q.d.hashKey(col) + " = " + q.d.hashKey(ph+"::text") + " AND " + col + " = " + ph
+		})
 	}
 	if f.Actor != "" {
-		add("actor = ", f.Actor)
+		equal("actor", f.Actor)
 	}
 	if f.EventType != "" {
-		add("event_type = ", f.EventType)
+		equal("event_type", f.EventType)
 	}
 	if f.Resource != "" {
-		add("resource = ", f.Resource)
+		equal("resource", f.Resource)
 	}
 	if f.Outcome != "" {
-		add("outcome = ", f.Outcome)
+		equal("outcome", f.Outcome)
 	}
 	if f.RequestID != "" {
-		add("request_id = ", f.RequestID)
+		equal("request_id", f.RequestID)
 	}
 	if !f.Since.IsZero() {
 		add("time >= ", f.Since.UTC().Format(timeLayout))

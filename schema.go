@@ -16,6 +16,23 @@ const columns = "id, time, event_type, actor, resource, outcome, request_id, det
 // within a value so that an equality filter reads in ID order.
 var filterColumns = []string{"actor", "event_type", "resource", "outcome", "request_id", "time"}
 
+// hashedColumns are the filter columns whose values are nearly unique
+// (a path among millions, a request's ID): where the dialect has a
+// hashKey, their indexes are of the hash, still ordered by ID within it.
+// A count of one of their values reads the rows to compare the texts,
+// which is cheap for so few rows; the others keep indexes that answer
+// counts alone.
+var hashedColumns = map[string]bool{"resource": true, "request_id": true}
+
+// filterKey returns the first key of col's index on d: the column, or
+// the hash of it.
+func filterKey(d *dialect, col string) string {
+	if d.hashKey != nil && hashedColumns[col] {
+		return "(" + d.hashKey(col) + ")"
+	}
+	return col
+}
+
 // queries are the SQL texts of one table on one dialect, built once when
 // the session opens.
 type queries struct {
@@ -96,7 +113,7 @@ func newQueries(d *dialect, table string) queries {
 		index := ident(table, "_"+col+"_idx")
 		q.objects = append(q.objects, index)
 		q.indexes = append(q.indexes, index)
-		q.schema = append(q.schema, `CREATE INDEX IF NOT EXISTS `+quote(index)+` ON `+t+` (`+col+d.indexSuffix+`)`)
+		q.schema = append(q.schema, `CREATE INDEX IF NOT EXISTS `+quote(index)+` ON `+t+` (`+filterKey(d, col)+d.indexSuffix+`)`)
 	}
 	// The Merkle tree's tables.
 	q.tree = newTreeSQL(d, table, q.key)
