@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/cleveragents/audit/internal/testutil"
@@ -39,6 +40,7 @@ func realLibraryPostgres(b *testing.B, entries []Entry, callers int, opts ...Opt
 		return s.Record(ctx, entries[i])
 	}, func() error { return s.Flush(ctx) })
 	require.NoError(b, s.Close())
+	realDropPostgres(b, st)
 	return ns
 }
 
@@ -49,6 +51,7 @@ func realNaivePostgres(b *testing.B, entries []Entry, callers int) float64 {
 	defer closeGorm(db)
 	require.NoError(b, db.Table(st.table).AutoMigrate(&naiveRow{}))
 	realCheckpointPostgres(b, st)
+	defer realDropPostgres(b, st)
 	return realCallers(b, len(entries), callers, func(i int) error {
 		e := entries[i]
 		details, err := json.Marshal(e.Details)
@@ -83,6 +86,7 @@ func realHandPostgres(b *testing.B, entries []Entry) float64 {
 	realCheckpointPostgres(b, st)
 	head := "INSERT INTO " + t + " (" + columns + ") VALUES "
 	full := perfInsertSQLOf(head, realHandRows, postgresDialect.ph)
+	defer realDropPostgres(b, st)
 	return realHandLoop(b, entries, func(rows int, args []any) error {
 		text := full
 		if rows != realHandRows {
@@ -108,5 +112,30 @@ func realCheckpointPostgres(b *testing.B, st *backend) {
 	b.Helper()
 	if _, err := st.raw.Exec("CHECKPOINT"); err != nil {
 		b.Logf("CHECKPOINT before the case: %v (the case may run into one)", err)
+	}
+}
+
+// realDropPostgres drops a case's tables and its rows in the shared ones
+// as soon as the case ends, so that no autovacuum of them runs into the
+// next case's timing.
+func realDropPostgres(b *testing.B, st *backend) {
+	b.Helper()
+	for _, stmt := range []string{
+		"DROP TABLE IF EXISTS " + quote(st.table) + ", " + quote(st.table+OutboxSuffix),
+		"DELETE FROM " + chainTable + " WHERE table_name = $1",
+		"DELETE FROM " + TreeTileTable + " WHERE table_name = $1",
+		"DELETE FROM " + TreeEdgeTable + " WHERE table_name = $1",
+		"DELETE FROM " + TreeHeadTable + " WHERE table_name = $1",
+		"DELETE FROM " + logsTable + " WHERE table_name = $1",
+	} {
+		var err error
+		if strings.Contains(stmt, "$1") {
+			_, err = st.raw.Exec(stmt, st.table)
+		} else {
+			_, err = st.raw.Exec(stmt)
+		}
+		if err != nil && !strings.Contains(err.Error(), "does not exist") {
+			require.NoError(b, err, stmt)
+		}
 	}
 }
