@@ -98,8 +98,16 @@ const schemaLockKey int64 = 0x3c1d6a5e2b4f7a19
 // stuck transaction elsewhere is counted as a failure and retried.
 const postgresLockTimeout = "5s"
 
+// beginPostgres begins a write transaction READ COMMITTED, whatever the
+// database's default_transaction_isolation: every write transaction takes
+// the chain head's row lock before it reads anything else, and under READ
+// COMMITTED each statement after it sees what the lock's last holder
+// committed. Under SERIALIZABLE or REPEATABLE READ a writer that waited
+// for the lock would fail once it got it (retryNow) and run again, and
+// with several services on one table and slow commits it could lose that
+// race the whole immediateRetries times.
 func beginPostgres(ctx context.Context, db *sql.DB) (writeTxn, error) {
-	tx, err := db.BeginTx(ctx, nil)
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}

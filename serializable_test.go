@@ -23,10 +23,11 @@ const serializableDB = "audit_test_serializable"
 
 // TestPostgresSerializable runs the multi-writer cases of the backend suite
 // on a database with default_transaction_isolation = serializable. There a
-// writer that waited for the chain head's lock fails with a serialization
-// failure (SQLSTATE 40001) when it gets it: the transaction must run again
-// at once with a fresh head, not count as an outage, and keep one chain
-// with nothing lost.
+// writer that waited for the chain head's lock would fail with a
+// serialization failure (SQLSTATE 40001) when it got it: the writer's
+// transactions are READ COMMITTED (beginPostgres), and no failure may be
+// counted, one chain kept, nothing lost. A 40001 that happens anyway runs
+// the transaction again at once (retryNow).
 func TestPostgresSerializable(t *testing.T) {
 	dsn := serializableDSN(t)
 	saved := backends
@@ -166,3 +167,21 @@ type sqlStateError string
 
 func (e sqlStateError) Error() string    { return "pg error " + string(e) }
 func (e sqlStateError) SQLState() string { return string(e) }
+
+// TestPostgresWritesAreReadCommitted: on a database whose transactions
+// default to SERIALIZABLE, the writer's are READ COMMITTED, and their lock
+// timeout is set.
+func TestPostgresWritesAreReadCommitted(t *testing.T) {
+	ctx := context.Background()
+	db, err := sql.Open("pgx", serializableDSN(t))
+	require.NoError(t, err)
+	defer db.Close()
+	tx, err := beginPostgres(ctx, db)
+	require.NoError(t, err)
+	defer tx.rollback()
+	var level, timeout string
+	require.NoError(t, tx.(pgTxn).QueryRowContext(ctx, `SHOW transaction_isolation`).Scan(&level))
+	require.NoError(t, tx.(pgTxn).QueryRowContext(ctx, `SHOW lock_timeout`).Scan(&timeout))
+	assert.Equal(t, "read committed", level)
+	assert.Equal(t, postgresLockTimeout, timeout)
+}
