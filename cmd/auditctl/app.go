@@ -45,9 +45,11 @@ func (a *app) rootCmd() *cobra.Command {
 		Use:   "auditctl",
 		Short: "Query, verify, export and prune an audit log",
 		Long: `auditctl answers an operator's questions about an audit log written by
-github.com/cleveragents/audit: who did what and when (list, count, export),
-whether the log has been tampered with (verify), and how big it is (stats).
-It also prunes old entries (prune).
+github.com/cleveragents/audit: who did what and when (list, count, export,
+and tail, which follows new entries as they commit), whether the log has
+been tampered with (verify), and how big it is (stats). It prints signed
+checkpoints of the log's Merkle tree (checkpoint, with a key from keygen)
+and proofs that an entry is in one (prove), and prunes old entries (prune).
 
 The log is a SQLite file (--db), which must exist, or a PostgreSQL database
 (--driver postgres --dsn DSN). Times in filters are a duration back from now

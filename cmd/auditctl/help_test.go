@@ -35,6 +35,15 @@ func TestHelp(t *testing.T) {
 			assert.Empty(t, r.stderr)
 		})
 	}
+	t.Run("every command is named in the root help's text", func(t *testing.T) {
+		root := (&app{}).rootCmd()
+		for _, c := range root.Commands() {
+			if c.Name() == "help" || c.Name() == "completion" {
+				continue
+			}
+			assert.Regexp(t, `\b`+c.Name()+`\b`, root.Long, "auditctl --help says what %s is for", c.Name())
+		}
+	})
 	t.Run("help list", func(t *testing.T) {
 		r := runCLI(t, "", "help", "list")
 		require.Equal(t, 0, r.code, r)

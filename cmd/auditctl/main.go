@@ -16,8 +16,15 @@
 //	        (which must not exist, unless --force; never the database)
 //	prune   delete entries older than --before, after confirmation or --yes
 //	stats   print the entry count, the first and last entries, size and head
+//	tail    print the newest entries; with --follow, new ones as they commit
 //
-// list, count and export take the same filters: --actor, --type,
+// The Merkle tree beside the chain (see the library's Checkpoint):
+//
+//	keygen      make a checkpoint signing key and print its verifier key
+//	checkpoint  print a signed checkpoint of the tree (--signer FILE)
+//	prove       print the inclusion proof of entry --id in a checkpoint's tree
+//
+// list, count, export and tail take the same filters: --actor, --type,
 // --resource, --outcome, --request-id, --since and --until. A time is a
 // duration back from now (24h, 90m, 7d), an RFC 3339 time
 // (2024-05-01T12:00:00Z) or a date (2024-05-01, midnight UTC).
