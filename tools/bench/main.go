@@ -11,6 +11,10 @@
 //	go run ./tools/bench -benchtime 5s    # steadier figures
 //	go run ./tools/bench -in saved.txt    # re-render from saved go test output
 //
+// With AUDIT_TEST_POSTGRES_DSN set it also runs the realistic ingest on
+// that PostgreSQL server (give it one with fsync on) and reports its
+// goals; without it, they are reported as not run.
+//
 // Every ratio comes from one benchmark run, where the baseline ran just
 // before the library, so that it holds on any machine; the absolute
 // figures do not. Other load on the machine (parallel builds, tests) moves
@@ -86,7 +90,7 @@ func main() {
 	}
 	fmt.Printf("\nwrote %s and %s\n", filepath.Join(*out, "benchmarks.md"), filepath.Join(*out, "benchmarks.png"))
 	for _, r := range rows {
-		if !r.measured {
+		if !r.measured && r.needs == "" {
 			log.Fatalf("%s: no measurement in the output", r.goal.what)
 		}
 	}

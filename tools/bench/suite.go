@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// The suite, in four go test runs: the throughput benchmarks at
+// The suite, in four go test runs (five with a PostgreSQL server): the throughput benchmarks at
 // benchtime, the prune stall once (each iteration prunes a fresh copy of
 // the fixture), the heap test, which logs its figure, and the realistic
 // suite, which runs its own rounds.
@@ -22,18 +22,27 @@ var (
 	// realisticRead entries unless AUDIT_REALISTIC_READ says otherwise.
 	realisticBench = `^BenchmarkRealistic(Ingest|Query|PruneStall|Verify)$`
 	realisticRead  = "200000,1000000"
+	// postgresBench is the realistic ingest on the PostgreSQL server of
+	// AUDIT_TEST_POSTGRES_DSN, run only when it is set.
+	postgresBench = `^BenchmarkRealisticIngestPostgres$`
 )
 
 // runSuite runs the suite in root, echoing its output to stderr, and
 // returns the output.
 func runSuite(root, benchtime string) (string, error) {
 	var all strings.Builder
-	for _, args := range [][]string{
+	runs := [][]string{
 		{"-run", "^$", "-bench", throughputBench, "-benchtime", benchtime, "-timeout", "60m"},
 		{"-run", "^$", "-bench", stallBench, "-benchtime", "1x", "-timeout", "30m"},
 		{"-run", heapTest, "-v", "-count", "1", "-timeout", "10m"},
 		{"-run", "^$", "-bench", realisticBench, "-benchtime", "1x", "-timeout", "60m"},
-	} {
+	}
+	if os.Getenv(postgresDSNEnv) != "" {
+		runs = append(runs, []string{"-run", "^$", "-bench", postgresBench, "-benchtime", "1x", "-timeout", "60m"})
+	} else {
+		fmt.Fprintf(os.Stderr, "bench: %s is not set: the PostgreSQL goals are not run\n", postgresDSNEnv)
+	}
+	for _, args := range runs {
 		out, err := goTest(root, realisticEnv(), append(args, ".")...)
 		all.WriteString(out)
 		if err != nil {
