@@ -19,8 +19,11 @@ var postgresDialect = dialect{
 	serialKey:   "BIGSERIAL PRIMARY KEY",
 	idType:      "BIGINT",
 	indexSuffix: ", id",
-	// hashtextextended is the hash of hash partitioning, so it cannot
-	// change between versions or upgrades; seed 0.
+	// hashtextextended (PostgreSQL 11 on) is the hash of hash partitions
+	// and hash indexes, which pg_upgrade keeps: it has not changed since,
+	// though no document promises it never will. Were it to change, an
+	// index built before would miss rows until a REINDEX; the text is
+	// compared as well only against collisions. Seed 0.
 	hashKey:  func(text string) string { return "hashtextextended(" + text + ", 0)" },
 	timeType: `TEXT COLLATE "C"`,
 	blobType: "BYTEA",
@@ -53,10 +56,11 @@ var postgresDialect = dialect{
 	$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])`
 	},
 	isBusy: func(error) bool { return false },
-	// Under default_transaction_isolation = serializable (or repeatable
-	// read), a writer that waited for the head row's lock fails with a
-	// serialization failure once it gets it: the transaction runs again at
-	// once, with a fresh snapshot and so a fresh head.
+	// The writer's transactions are READ COMMITTED (beginPostgres), so a
+	// wait for the head row's lock does not end in a serialization
+	// failure; one that happens anyway (a deadlock, or a pooler that
+	// begins the transaction its own way) runs the transaction again at
+	// once, with a fresh head.
 	retryNow: func(err error) bool {
 		switch sqlState(err) {
 		case "40001", "40P01": // serialization_failure, deadlock_detected
@@ -99,13 +103,14 @@ const schemaLockKey int64 = 0x3c1d6a5e2b4f7a19
 const postgresLockTimeout = "5s"
 
 // beginPostgres begins a write transaction READ COMMITTED, whatever the
-// database's default_transaction_isolation: every write transaction takes
-// the chain head's row lock before it reads anything else, and under READ
-// COMMITTED each statement after it sees what the lock's last holder
-// committed. Under SERIALIZABLE or REPEATABLE READ a writer that waited
-// for the lock would fail once it got it (retryNow) and run again, and
-// with several services on one table and slow commits it could lose that
-// race the whole immediateRetries times.
+// database's default_transaction_isolation: every write transaction that
+// reads the log's state takes the chain head's row lock first (appendChain,
+// moveOutbox, pruneUpTo, buildTree, initTreeHead), and under READ COMMITTED
+// each statement after it sees what the lock's last holder committed.
+// Under SERIALIZABLE or REPEATABLE READ a writer that waited for the lock
+// would fail once it got it (retryNow) and run again, and with several
+// services on one table and slow commits it could lose that race the
+// whole immediateRetries times.
 func beginPostgres(ctx context.Context, db *sql.DB) (writeTxn, error) {
 	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {

@@ -86,6 +86,15 @@ func (s *AuditService) prepareTree(ctx context.Context, sess *session) error {
 // non-empty log the fingerprint is recorded once its last entry is seen to
 // verify under the service's key (see checkKey).
 func (s *AuditService) initTreeHead(ctx context.Context, tx execer, sess *session) error {
+	// Take turns with writers and prunes (the head row's lock, where the
+	// dialect needs one) before reading the prune checkpoint: a prune of
+	// another process between the read and the commit would leave the
+	// tree based at entries that are gone.
+	var id int64
+	var hash string
+	if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&id, &hash); err != nil {
+		return fmt.Errorf("lock chain head: %w", err)
+	}
 	head, err := readHead(ctx, tx, sess)
 	if err != nil {
 		return err
