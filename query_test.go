@@ -104,7 +104,13 @@ func TestFiltersAgreeWithModel(t *testing.T) {
 			"limit":                {Limit: 13},
 			"everything":           {Actor: "user-4", EventType: "user.login", Resource: "doc/4", Outcome: "success", Since: base, Until: base.Add(300 * time.Minute), AfterID: 1, BeforeID: 299},
 			"default limit":        {Limit: 0},
+			// Two filters that PostgreSQL matches by hash and text, each
+			// argument used twice, with more placeholders after them.
+			"resource and request id":       {Resource: "doc/2", RequestID: "req-123"},
+			"resource and other request id": {Resource: "doc/3", RequestID: "req-123"},
+			"both hashed, window, after id": {Resource: "doc/2", RequestID: "req-123", Since: base, Until: base.Add(300 * time.Minute), AfterID: 1, Desc: true},
 		}
+		require.Len(t, modelList(all, filters["resource and request id"]), 1, "the case selects an entry")
 		for name, f := range filters {
 			t.Run(name, func(t *testing.T) {
 				want := modelList(all, f)

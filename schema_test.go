@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,8 +70,11 @@ func TestIndexesServeFilters(t *testing.T) {
 
 // TestPostgresIndexesServeFilters is TestIndexesServeFilters on
 // PostgreSQL: every filter's plan reads its own index (the hash of the
-// text for hashedColumns), in ID order for an equality, and the texts are
-// still compared, so a collision of hashes selects nothing it should not.
+// text for hashedColumns), in ID order for an equality, in the plan made
+// for the arguments and in the generic plan that a prepared statement
+// switches to (sess.stmt prepares them). The query of a hashed column
+// compares the texts as well (checked in its text: a collision of 64-bit
+// hashes cannot be made on demand).
 func TestPostgresIndexesServeFilters(t *testing.T) {
 	ctx := context.Background()
 	st := freshPostgres(t)
@@ -90,20 +95,38 @@ func TestPostgresIndexesServeFilters(t *testing.T) {
 	// plan returns the plan of the List query of f, with the cheaper ways
 	// to read a table this small turned off: the question is whether the
 	// index can serve the query, in ID order for an equality.
-	plan := func(t *testing.T, f Filter, desc string, sorted bool) string {
+	plan := func(t *testing.T, f Filter, desc string, sorted bool, generic bool) string {
 		where, args := sess.q.where(&f)
 		tx, err := st.raw.BeginTx(ctx, nil)
 		require.NoError(t, err)
 		defer func() { _ = tx.Rollback() }()
-		off := []string{"enable_seqscan", "enable_bitmapscan", "enable_sort"}
+		set := []string{"enable_seqscan = off", "enable_bitmapscan = off", "enable_sort = off"}
 		if sorted {
-			off = off[:2]
+			set = set[:2]
 		}
-		for _, off := range off {
-			_, err = tx.ExecContext(ctx, "SET LOCAL "+off+" = off")
+		if generic {
+			set = append(set, "plan_cache_mode = force_generic_plan")
+		}
+		for _, set := range set {
+			_, err = tx.ExecContext(ctx, "SET LOCAL "+set)
 			require.NoError(t, err)
 		}
-		rows, err := tx.QueryContext(ctx, "EXPLAIN SELECT "+columns+" FROM "+sess.q.table+where+" ORDER BY id"+desc+" LIMIT 100", args...)
+		query := "SELECT " + columns + " FROM " + sess.q.table + where + " ORDER BY id" + desc + " LIMIT 100"
+		var rows *sql.Rows
+		if generic {
+			// A generic plan is what PREPARE and EXECUTE give under
+			// force_generic_plan: its conditions name $1, not the value.
+			_, err = tx.ExecContext(ctx, "PREPARE filtered AS "+query)
+			require.NoError(t, err)
+			defer func() { _, _ = tx.ExecContext(ctx, "DEALLOCATE filtered") }() // the connection's, not the transaction's
+			literals := make([]string, len(args))
+			for i, a := range args {
+				literals[i] = "'" + strings.ReplaceAll(fmt.Sprint(a), "'", "''") + "'"
+			}
+			rows, err = tx.QueryContext(ctx, "EXPLAIN EXECUTE filtered("+strings.Join(literals, ", ")+")")
+		} else {
+			rows, err = tx.QueryContext(ctx, "EXPLAIN "+query, args...)
+		}
 		require.NoError(t, err)
 		var lines []string
 		for rows.Next() {
@@ -123,17 +146,22 @@ func TestPostgresIndexesServeFilters(t *testing.T) {
 		"time":       {Since: since, Until: since.Add(time.Minute)},
 	} {
 		for _, desc := range []string{"", " DESC"} {
-			t.Run(col+desc, func(t *testing.T) {
-				if hashedColumns[col] {
-					where, _ := sess.q.where(&f)
-					assert.Contains(t, where, "hashtextextended("+col+", 0) = hashtextextended($1::text, 0) AND "+col+" = $1")
-				}
-				joined := plan(t, f, desc, col == "time") // a range of times is sorted by ID
-				assert.Contains(t, joined, st.table+"_"+col+"_idx", "plan:\n%s", joined)
-				if col != "time" {
-					assert.NotContains(t, joined, "Sort", "an equality filter reads in ID order:\n%s", joined)
-				}
-			})
+			for _, generic := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s%s generic=%v", col, desc, generic), func(t *testing.T) {
+					if hashedColumns[col] {
+						where, _ := sess.q.where(&f)
+						assert.Contains(t, where, "hashtextextended("+col+", 0) = hashtextextended($1::text, 0) AND "+col+" = $1")
+					}
+					joined := plan(t, f, desc, col == "time", generic) // a range of times is sorted by ID
+					assert.Contains(t, joined, st.table+"_"+col+"_idx", "plan:\n%s", joined)
+					if generic {
+						assert.Contains(t, joined, "$1", "a generic plan:\n%s", joined)
+					}
+					if col != "time" {
+						assert.NotContains(t, joined, "Sort", "an equality filter reads in ID order:\n%s", joined)
+					}
+				})
+			}
 		}
 	}
 	// A table made by a version that indexed the text itself keeps that
@@ -144,7 +172,7 @@ func TestPostgresIndexesServeFilters(t *testing.T) {
 		require.NoError(t, err)
 		_, err = st.raw.ExecContext(ctx, "CREATE INDEX "+index+" ON "+quote(st.table)+" (resource, id)")
 		require.NoError(t, err)
-		joined := plan(t, Filter{Resource: "doc/3"}, "", false)
+		joined := plan(t, Filter{Resource: "doc/3"}, "", false, false)
 		assert.Contains(t, joined, "Index Cond: (resource = ", "plan:\n%s", joined)
 		assert.NotContains(t, joined, "Sort", "plan:\n%s", joined)
 		got, err := s.List(ctx, Filter{Resource: "doc/3", Limit: 1000})
