@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// filterFlags are the filters that list, count and export share.
+// filterFlags are the filters that list, count, export and tail share.
 type filterFlags struct {
 	actor, eventType, resource, outcome, requestID string
 	since, until                                   string
