@@ -175,9 +175,9 @@ func (q *queries) where(f *Filter) (string, []any) {
 		cond(arg, func(ph string) string { return op + ph })
 	}
 	// equal filters col on value, by the hash first where col's index is
-	// of its hash (filterKey).
+	// of its hash (filterIndex).
 	equal := func(col, value string) {
-		if q.d.hashKey == nil || !hashedColumns[col] {
+		if !hashed(q.d, col) {
 			add(col+" = ", value)
 			return
 		}

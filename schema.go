@@ -19,18 +19,29 @@ var filterColumns = []string{"actor", "event_type", "resource", "outcome", "requ
 // hashedColumns are the filter columns whose values are nearly unique
 // (a path among millions, a request's ID): where the dialect has a
 // hashKey, their indexes are of the hash, still ordered by ID within it.
-// A count of one of their values reads the rows to compare the texts,
-// which is cheap for so few rows; the others keep indexes that answer
-// counts alone.
-var hashedColumns = map[string]bool{"resource": true, "request_id": true}
+// The value says whether the index holds the text as well (INCLUDE), so
+// that a count of one value reads the index alone: resource, whose values
+// can also repeat a great deal (audithttp's paths), does; request_id,
+// whose values have a request's few entries each, does not need to.
+var hashedColumns = map[string]bool{"resource": true, "request_id": false}
 
-// filterKey returns the first key of col's index on d: the column, or
-// the hash of it.
-func filterKey(d *dialect, col string) string {
-	if d.hashKey != nil && hashedColumns[col] {
-		return "(" + d.hashKey(col) + ")"
+// hashed reports whether col's index on d is of the hash of its text.
+func hashed(d *dialect, col string) bool {
+	_, ok := hashedColumns[col]
+	return ok && d.hashKey != nil
+}
+
+// filterIndex returns the keys of col's index on d, in parentheses, and
+// the columns it includes.
+func filterIndex(d *dialect, col string) string {
+	if !hashed(d, col) {
+		return "(" + col + d.indexSuffix + ")"
 	}
-	return col
+	keys := "((" + d.hashKey(col) + ")" + d.indexSuffix + ")"
+	if hashedColumns[col] {
+		keys += " INCLUDE (" + col + ")"
+	}
+	return keys
 }
 
 // queries are the SQL texts of one table on one dialect, built once when
@@ -113,7 +124,7 @@ func newQueries(d *dialect, table string) queries {
 		index := ident(table, "_"+col+"_idx")
 		q.objects = append(q.objects, index)
 		q.indexes = append(q.indexes, index)
-		q.schema = append(q.schema, `CREATE INDEX IF NOT EXISTS `+quote(index)+` ON `+t+` (`+filterKey(d, col)+d.indexSuffix+`)`)
+		q.schema = append(q.schema, `CREATE INDEX IF NOT EXISTS `+quote(index)+` ON `+t+` `+filterIndex(d, col))
 	}
 	// The Merkle tree's tables.
 	q.tree = newTreeSQL(d, table, q.key)
