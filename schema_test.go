@@ -206,5 +206,23 @@ func TestPostgresIndexesServeFilters(t *testing.T) {
 		for _, e := range got {
 			assert.Equal(t, "doc/3", e.Resource)
 		}
+
+		// The README's move to the hashed index, while the service runs.
+		tbl, old, tmp := quote(st.table), quote(st.table+"_resource_idx_old"), quote(st.table+"_resource_idx_new")
+		for _, stmt := range []string{
+			"CREATE INDEX CONCURRENTLY " + tmp + " ON " + tbl + " ((hashtextextended(resource, 0)), id) INCLUDE (resource)",
+			"BEGIN; ALTER INDEX " + index + " RENAME TO " + old + "; ALTER INDEX " + tmp + " RENAME TO " + index + "; COMMIT",
+			"DROP INDEX CONCURRENTLY " + old,
+		} {
+			_, err := st.raw.ExecContext(ctx, stmt)
+			require.NoError(t, err, stmt)
+		}
+		joined = plan(t, Filter{Resource: "doc/3"}, "", false, false)
+		assert.Contains(t, joined, "Index Cond: (hashtextextended(resource", "plan:\n%s", joined)
+		assert.Contains(t, joined, st.table+"_resource_idx", "plan:\n%s", joined)
+		recordAll(t, s, sampleEntry(3))
+		got, err = s.List(ctx, Filter{Resource: "doc/3", Limit: 1000})
+		require.NoError(t, err)
+		assert.Len(t, got, 41)
 	})
 }
