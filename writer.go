@@ -16,9 +16,9 @@ import (
 //     form the next batch (group commit). Without WithBatchSize the limit
 //     doubles after every full batch, up to maxGrownBatch (less on a long
 //     log: batchCap), and halves back towards DefaultBatchSize after one
-//     less than half full (growBatch). A transaction whose batch took half
-//     the queue or more takes, before it commits, what arrived while it
-//     inserted, up to its limit (refill). A failed batch is
+//     less than half full (growBatch). A transaction takes, before it
+//     commits, what arrived while it inserted, up to its limit (refill).
+//     A failed batch is
 //     retried, whole and in order, with capped exponential backoff. Flush
 //     barriers and sync callers are answered only after the transaction
 //     holding their entries has committed.
@@ -249,11 +249,13 @@ func (s *AuditService) commitWithRetry(b *inflight) bool {
 	backoff := backoffMin
 	s.stats.oldest.Store(b.recs[0].accepted)
 	defer s.stats.oldest.Store(0)
-	// It grows only when the entries arrive faster than transactions
-	// commit: the batch took half the queue or more. Otherwise the entries
-	// that arrive during the transaction (sync callers' next ones) make the
-	// next batch, beside this one's commit and not behind it.
-	b.grow = len(b.items) >= cap(s.in.queue)/2
+	// Its first attempt takes what arrives while it inserts: in sync mode
+	// the callers of the transaction before, which has just committed,
+	// record their next entries meanwhile, and one transaction of both
+	// halves of the callers costs less than two (realistic sync ×64, paired
+	// runs: 16,200-18,700 entries/s on SQLite when only a batch that took
+	// half the queue refilled, 20,800-22,400 when every one does).
+	b.grow = true
 	for {
 		began := time.Now()
 		attempt := s.perm.begin()

@@ -5,6 +5,7 @@ package audit
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/cleveragents/audit/internal/testutil"
 	"github.com/stretchr/testify/assert"
@@ -180,4 +181,37 @@ func TestBatchCap(t *testing.T) {
 	}
 	assert.Equal(t, maxGrownBatch, batchCap(100_000))
 	assert.Less(t, batchCap(1_000_000), maxGrownBatch)
+}
+
+// TestSyncCallersJoinTheTransactionInProgress: entries recorded while a
+// transaction is under way, however few, go into it before it commits:
+// one sync caller's entry is taken alone, its transaction waits for the
+// write lock that another connection holds, five more sync callers record
+// meanwhile, and once the lock is let go all six commit in one
+// transaction.
+func TestSyncCallersJoinTheTransactionInProgress(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st *backend) {
+		ctx := context.Background()
+		s := st.service(t, WithAsync(false))
+		require.NoError(t, s.Ping(ctx))
+		before := s.Stats().Batches
+		release := st.holdWriteLock(t)
+		errs := make(chan error, 6)
+		record := func(i int) { errs <- s.Record(ctx, sampleEntry(i)) }
+		go record(0)
+		// The writer took the first entry: its transaction waits for the lock.
+		require.Eventually(t, func() bool { return s.Stats().Queued == 1 && len(s.in.queue) == 0 }, 10*time.Second, time.Millisecond)
+		for i := 1; i <= 5; i++ {
+			go record(i)
+		}
+		require.Eventually(t, func() bool { return len(s.in.queue) == 5 }, 10*time.Second, time.Millisecond)
+		release()
+		for range 6 {
+			require.NoError(t, <-errs)
+		}
+		assert.Equal(t, before+1, s.Stats().Batches, "one transaction")
+		n, err := s.Count(ctx, Filter{})
+		require.NoError(t, err)
+		assert.Equal(t, int64(6), n)
+	})
 }
