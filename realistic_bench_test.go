@@ -55,7 +55,8 @@ const (
 	// conservative.
 	realNaiveN = 4000
 	// realSyncN is how many entries naive/callers=64 and sync/callers=64
-	// each write: the same, so that both end on tables of one size.
+	// each write by default (AUDIT_REALISTIC_SYNC_N): the same, so that
+	// both end on tables of one size.
 	realSyncN = 8000
 )
 
@@ -74,7 +75,8 @@ const (
 //     many entries as naive/callers=64.
 func BenchmarkRealisticIngest(b *testing.B) {
 	n := realEnvInt(b, "AUDIT_REALISTIC_N", 100_000)
-	entries := realEntries(1, n)
+	syncN := realEnvInt(b, "AUDIT_REALISTIC_SYNC_N", realSyncN)
+	entries := realEntries(1, max(n, syncN))
 	realRunIngest(b, entries, true, []realCase{
 		{"hand", realHand, n},
 		{"naive/callers=16", func(b *testing.B, es []Entry) float64 { return realNaive(b, es, 16) }, min(n, realNaiveN)},
@@ -82,8 +84,8 @@ func BenchmarkRealisticIngest(b *testing.B) {
 		{"async-notree/callers=16", func(b *testing.B, es []Entry) float64 {
 			return realLibrary(b, es, 16, WithAsync(true), withoutTree())
 		}, n},
-		{"naive/callers=64", func(b *testing.B, es []Entry) float64 { return realNaive(b, es, 64) }, min(n, realSyncN)},
-		{"sync/callers=64", func(b *testing.B, es []Entry) float64 { return realLibrary(b, es, 64, WithAsync(false)) }, min(n, realSyncN)},
+		{"naive/callers=64", func(b *testing.B, es []Entry) float64 { return realNaive(b, es, 64) }, syncN},
+		{"sync/callers=64", func(b *testing.B, es []Entry) float64 { return realLibrary(b, es, 64, WithAsync(false)) }, syncN},
 	})
 }
 
