@@ -128,14 +128,7 @@ func TestPostgresIndexesServeFilters(t *testing.T) {
 			rows, err = tx.QueryContext(ctx, "EXPLAIN "+query, args...)
 		}
 		require.NoError(t, err)
-		var lines []string
-		for rows.Next() {
-			var line string
-			require.NoError(t, rows.Scan(&line))
-			lines = append(lines, line)
-		}
-		require.NoError(t, rows.Err())
-		return strings.Join(lines, "\n")
+		return planText(t, rows)
 	}
 	for col, f := range map[string]Filter{
 		"actor":      {Actor: "user-1"},
@@ -177,16 +170,9 @@ func TestPostgresIndexesServeFilters(t *testing.T) {
 			_, err = tx.ExecContext(ctx, "SET LOCAL "+set)
 			require.NoError(t, err)
 		}
-		var lines []string
 		rows, err := tx.QueryContext(ctx, "EXPLAIN SELECT COUNT(*) FROM "+sess.q.table+where, args...)
 		require.NoError(t, err)
-		for rows.Next() {
-			var line string
-			require.NoError(t, rows.Scan(&line))
-			lines = append(lines, line)
-		}
-		require.NoError(t, rows.Err())
-		joined := strings.Join(lines, "\n")
+		joined := planText(t, rows)
 		assert.Contains(t, joined, "Index Only Scan using "+st.table+"_resource_idx", "plan:\n%s", joined)
 	})
 	// A table made by a version that indexed the text itself keeps that
@@ -225,4 +211,18 @@ func TestPostgresIndexesServeFilters(t *testing.T) {
 		require.NoError(t, err)
 		assert.Len(t, got, 41)
 	})
+}
+
+// planText returns the lines of an EXPLAIN, joined, and closes rows.
+func planText(t *testing.T, rows *sql.Rows) string {
+	t.Helper()
+	defer rows.Close()
+	var lines []string
+	for rows.Next() {
+		var line string
+		require.NoError(t, rows.Scan(&line))
+		lines = append(lines, line)
+	}
+	require.NoError(t, rows.Err())
+	return strings.Join(lines, "\n")
 }
