@@ -184,8 +184,12 @@ func record(svc *audit.AuditService, out io.Writer, start, end time.Time) error 
 		return fmt.Errorf("flush: %w", err)
 	}
 	st := svc.Stats()
-	fmt.Fprintf(out, "  queued in %s (async Record returns once queued); committed by Flush after %s in %d transactions\n",
-		walk.Round(queued), walk.Round(time.Since(began)), st.Batches)
+	txs := "transactions"
+	if st.Batches == 1 {
+		txs = "transaction"
+	}
+	fmt.Fprintf(out, "  queued in %s (async Record returns once queued); committed by Flush after %s in %d %s\n",
+		walk.Round(queued), walk.Round(time.Since(began)), st.Batches, txs)
 	return nil
 }
 
