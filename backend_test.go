@@ -155,10 +155,22 @@ func freshPostgres(tb testing.TB) *backend {
 }
 
 func dropTableAtEnd(tb testing.TB, raw *sql.DB, table string) {
-	tb.Cleanup(func() {
-		_, _ = raw.Exec("DROP TABLE IF EXISTS " + quote(table))
-		_, _ = raw.Exec("DELETE FROM "+chainTable+" WHERE table_name = $1", table)
-	})
+	tb.Cleanup(func() { _ = dropLog(raw, table) })
+}
+
+// dropLog drops a PostgreSQL log's tables and its rows in the tables that
+// logs share. A shared table that does not exist (no service made it) is
+// no error.
+func dropLog(raw *sql.DB, table string) error {
+	if _, err := raw.Exec("DROP TABLE IF EXISTS " + quote(table) + ", " + quote(table+OutboxSuffix)); err != nil {
+		return err
+	}
+	for _, shared := range []string{chainTable, TreeTileTable, TreeEdgeTable, TreeHeadTable, logsTable} {
+		if _, err := raw.Exec("DELETE FROM "+shared+" WHERE table_name = $1", table); err != nil && sqlState(err) != "42P01" { // undefined_table
+			return fmt.Errorf("%s: %w", shared, err)
+		}
+	}
+	return nil
 }
 
 // postgresDSN returns the test server's DSN, or skips (fails under CI).

@@ -164,10 +164,8 @@ func (s *AuditService) drainOutbox() bool {
 func (s *AuditService) moveOutbox(ctx context.Context, sess *session) (int, error) {
 	var moved int
 	err := s.st.writeTx(ctx, sess, func(tx execer) error {
-		var id int64
-		var hash string
-		if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&id, &hash); err != nil {
-			return fmt.Errorf("lock chain head: %w", err)
+		if err := lockChainHead(ctx, tx, sess); err != nil {
+			return err
 		}
 		rows, err := tx.QueryContext(ctx, sess.q.outboxScan, s.cfg.batchSize)
 		if err != nil {

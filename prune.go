@@ -108,10 +108,8 @@ func (s *AuditService) pruneUpTo(ctx context.Context, sess *session, cutoff stri
 		// Take turns with writers and other processes' prunes (the head
 		// row's lock, where the dialect needs one), so that the scan below
 		// sees the latest prefix and the checkpoint only moves forward.
-		var id int64
-		var hash string
-		if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&id, &hash); err != nil {
-			return fmt.Errorf("lock chain head: %w", err)
+		if err := lockChainHead(ctx, tx, sess); err != nil {
+			return err
 		}
 		rows, err := tx.QueryContext(ctx, sess.q.pruneScan, limit)
 		if err != nil {

@@ -19,11 +19,17 @@ var filterColumns = []string{"actor", "event_type", "resource", "outcome", "requ
 // hashedColumns are the filter columns whose values are nearly unique
 // (a path among millions, a request's ID): where the dialect has a
 // hashKey, their indexes are of the hash, still ordered by ID within it.
-// The value says whether the index holds the text as well (INCLUDE), so
-// that a count of one value reads the index alone: resource, whose values
-// can also repeat a great deal (audithttp's paths), does; request_id,
-// whose values have a request's few entries each, does not need to.
-var hashedColumns = map[string]bool{"resource": true, "request_id": false}
+var hashedColumns = map[string]hashedColumn{
+	"resource":   {includeText: true}, // its values can also repeat a great deal (audithttp's paths)
+	"request_id": {},                  // a request's few entries each
+}
+
+// hashedColumn is how a column of hashedColumns is indexed.
+type hashedColumn struct {
+	// includeText: the index holds the text as well (INCLUDE), so that a
+	// count of one value reads the index alone.
+	includeText bool
+}
 
 // hashed reports whether col's index on d is of the hash of its text.
 func hashed(d *dialect, col string) bool {
@@ -38,7 +44,7 @@ func filterIndex(d *dialect, col string) string {
 		return "(" + col + d.indexSuffix + ")"
 	}
 	keys := "((" + d.hashKey(col) + ")" + d.indexSuffix + ")"
-	if hashedColumns[col] {
+	if hashedColumns[col].includeText {
 		keys += " INCLUDE (" + col + ")"
 	}
 	return keys

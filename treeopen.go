@@ -90,10 +90,8 @@ func (s *AuditService) initTreeHead(ctx context.Context, tx execer, sess *sessio
 	// dialect needs one) before reading the prune checkpoint: a prune of
 	// another process between the read and the commit would leave the
 	// tree based at entries that are gone.
-	var id int64
-	var hash string
-	if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&id, &hash); err != nil {
-		return fmt.Errorf("lock chain head: %w", err)
+	if err := lockChainHead(ctx, tx, sess); err != nil {
+		return err
 	}
 	head, err := readHead(ctx, tx, sess)
 	if err != nil {
@@ -121,10 +119,8 @@ func (s *AuditService) buildTree(ctx context.Context, sess *session) error {
 		err := s.st.writeTx(ctx, sess, func(tx execer) error {
 			// Take turns with the writers (the head row's lock, where
 			// the dialect needs one).
-			var id int64
-			var hash string
-			if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&id, &hash); err != nil {
-				return fmt.Errorf("lock chain head: %w", err)
+			if err := lockChainHead(ctx, tx, sess); err != nil {
+				return err
 			}
 			h, ok, err := readTreeHead(ctx, tx, ts)
 			if err != nil || !ok {

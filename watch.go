@@ -101,6 +101,19 @@ func readHead(ctx context.Context, q execer, sess *session) (chainHead, error) {
 	return h, nil
 }
 
+// lockChainHead makes the write transaction tx take turns with the
+// writers and prunes of every process before it reads the log's state: it
+// reads the chain head with the dialect's row lock (dialect.lockHead),
+// which the transaction holds until it ends.
+func lockChainHead(ctx context.Context, tx execer, sess *session) error {
+	var id int64
+	var hash string
+	if err := tx.QueryRowContext(ctx, sess.q.head, sess.q.key).Scan(&id, &hash); err != nil {
+		return fmt.Errorf("lock chain head: %w", err)
+	}
+	return nil
+}
+
 // errForeignLog is why the service will not write to a file that replaced
 // its own and holds a different log.
 var errForeignLog = errors.New("the file at the path holds another log, which does not continue this one")

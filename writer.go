@@ -18,10 +18,9 @@ import (
 //     log: batchCap), and halves back towards DefaultBatchSize after one
 //     less than half full (growBatch). A transaction takes, before it
 //     commits, what arrived while it inserted, up to its limit (refill).
-//     A failed batch is
-//     retried, whole and in order, with capped exponential backoff. Flush
-//     barriers and sync callers are answered only after the transaction
-//     holding their entries has committed.
+//     A failed batch is retried, whole and in order, with capped
+//     exponential backoff. Flush barriers and sync callers are answered
+//     only after the transaction holding their entries has committed.
 //   - Every walCheckpointEntries committed entries it starts a WAL
 //     checkpoint on a goroutine of its own (checkpoint.go), which it waits
 //     for before it ends.
@@ -252,9 +251,8 @@ func (s *AuditService) commitWithRetry(b *inflight) bool {
 	// Its first attempt takes what arrives while it inserts: in sync mode
 	// the callers of the transaction before, which has just committed,
 	// record their next entries meanwhile, and one transaction of both
-	// halves of the callers costs less than two (realistic sync ×64, paired
-	// runs: 16,200-18,700 entries/s on SQLite when only a batch that took
-	// half the queue refilled, 20,800-22,400 when every one does).
+	// halves of the callers costs less than two (the README's "Batches
+	// that grow" has the figures).
 	b.grow = true
 	for {
 		began := time.Now()

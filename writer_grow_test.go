@@ -200,13 +200,13 @@ func TestSyncCallersJoinTheTransactionInProgress(t *testing.T) {
 		record := func(i int) { errs <- s.Record(ctx, sampleEntry(i)) }
 		go record(0)
 		// The writer took the first entry: its transaction waits for the lock.
-		require.Eventually(t, func() bool { return s.Stats().Queued == 1 && len(s.in.queue) == 0 }, 10*time.Second, time.Millisecond)
+		testutil.WaitFor(t, 10*time.Second, func() bool { return s.Stats().Queued == 1 && len(s.in.queue) == 0 }, "the writer takes the first entry")
 		for i := 1; i <= 5; i++ {
 			go record(i)
 		}
 		// All six accepted: in the writer's hands (its batch may have taken
 		// some of the five too, as it took the first) or queued.
-		require.Eventually(t, func() bool { return s.Stats().Queued == 6 }, 10*time.Second, time.Millisecond)
+		testutil.WaitFor(t, 10*time.Second, func() bool { return s.Stats().Queued == 6 }, "six entries accepted")
 		release()
 		for range 6 {
 			require.NoError(t, <-errs)

@@ -15,7 +15,7 @@ func markdownTable(rows []row) string {
 	var b strings.Builder
 	b.WriteString("| Goal | audit | baseline | ratio | goal | |\n|---|---:|---:|---:|---|:-:|\n")
 	for _, r := range rows {
-		if !r.measured && r.needs != "" {
+		if r.notRun() {
 			fmt.Fprintf(&b, "| %s | not run | — | — | %s (needs %s) | |\n", r.what, limitText(r.goal), r.needs)
 			continue
 		}
@@ -136,7 +136,7 @@ func report(rows []row, table string, e runEnv) string {
 	b.WriteString(table)
 	met, all := 0, 0
 	for _, r := range rows {
-		if r.kind != info && (r.measured || r.needs == "") {
+		if r.kind != info && !r.notRun() {
 			all++
 			if r.met {
 				met++

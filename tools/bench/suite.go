@@ -9,10 +9,11 @@ import (
 	"strings"
 )
 
-// The suite, in four go test runs (five with a PostgreSQL server): the throughput benchmarks at
+// The suite, in four go test runs: the throughput benchmarks at
 // benchtime, the prune stall once (each iteration prunes a fresh copy of
 // the fixture), the heap test, which logs its figure, and the realistic
-// suite, which runs its own rounds.
+// suite, which runs its own rounds; and a fifth, the realistic ingest on
+// PostgreSQL, when AUDIT_TEST_POSTGRES_DSN names a server.
 var (
 	throughputBench = `^Benchmark(Ingest|RecordCall|Query)$`
 	stallBench      = `^BenchmarkPruneStall$`
