@@ -3,7 +3,6 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
-	"math"
 	"strconv"
 )
 
@@ -31,7 +30,7 @@ func decodeDetails(b []byte) (map[string]any, error) {
 func exactNumbers(v any) any {
 	switch v := v.(type) {
 	case json.Number:
-		if f, err := strconv.ParseFloat(string(v), 64); err == nil && string(appendJSONFloat(nil, f)) == string(v) {
+		if f, err := strconv.ParseFloat(string(v), 64); err == nil && string(appendJSONFloat(nil, f, 64)) == string(v) {
 			return f
 		}
 		return v
@@ -45,21 +44,4 @@ func exactNumbers(v any) any {
 		}
 	}
 	return v
-}
-
-// appendJSONFloat appends f as encoding/json writes a float64.
-func appendJSONFloat(b []byte, f float64) []byte {
-	format := byte('f')
-	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// encoding/json writes e-07 as e-7.
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b
 }

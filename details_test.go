@@ -49,7 +49,12 @@ func TestAppendJSONFloatMatchesEncodingJSON(t *testing.T) {
 	for _, f := range []float64{0, 1, -1, 0.1, 1e-6, 1e-7, 123456789e-15, 1e20, 1e21, 1.5e300, -2.5e-300, math.MaxFloat64, math.SmallestNonzeroFloat64} {
 		want, err := json.Marshal(f)
 		require.NoError(t, err)
-		assert.Equal(t, string(want), string(appendJSONFloat(nil, f)), "%v", f)
+		assert.Equal(t, string(want), string(appendJSONFloat(nil, f, 64)), "%v", f)
+		if f32 := float32(f); !math.IsInf(float64(f32), 0) {
+			want, err := json.Marshal(f32)
+			require.NoError(t, err)
+			assert.Equal(t, string(want), string(appendJSONFloat(nil, float64(f32), 32)), "float32 %v", f32)
+		}
 	}
 }
 

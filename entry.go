@@ -151,7 +151,7 @@ func (s *AuditService) marshalDetails(d map[string]any) ([]byte, error) {
 	if len(d) == 0 {
 		return nil, nil
 	}
-	b, err := json.Marshal(d)
+	b, err := marshalJSON(d)
 	if err != nil {
 		return nil, fmt.Errorf("%w: Details do not marshal to JSON: %w", ErrInvalidEntry, err)
 	}
