@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"slices"
@@ -71,10 +72,11 @@ func appendJSONValue(b []byte, v any, depth int) ([]byte, bool) {
 		}
 		return appendJSONFloat(b, v, 64), true
 	case float32:
-		if f := float64(v); math.IsInf(f, 0) || math.IsNaN(f) {
+		f := float64(v)
+		if math.IsInf(f, 0) || math.IsNaN(f) {
 			return b, false
 		}
-		return appendJSONFloat(b, float64(v), 32), true
+		return appendJSONFloat(b, f, 32), true
 	case int:
 		return strconv.AppendInt(b, int64(v), 10), true
 	case int64:
@@ -126,8 +128,8 @@ func appendJSONValue(b []byte, v any, depth int) ([]byte, bool) {
 		}
 		return append(b, ']'), true
 	}
-	// uint8 is left out with the rest: []uint8 is []byte, which
-	// json.Marshal writes as base64.
+	// The rest, uint8 and uintptr among them (rare in Details), is
+	// json.Marshal's. ([]byte, unlike []string, is base64 there.)
 	return b, false
 }
 
@@ -210,21 +212,23 @@ func appendJSONString(b []byte, s string) []byte {
 }
 
 // marshalJSON is json.Marshal(d), written by appendDetails where it can.
+// The JSON is built in a pooled buffer and copied out at its size, which
+// is what the queue then holds.
 func marshalJSON(d map[string]any) ([]byte, error) {
 	p := jsonScratch.Get().(*[]byte)
 	b, ok := appendDetails((*p)[:0], d)
 	var out []byte
 	if ok {
-		out = append(make([]byte, 0, len(b)), b...)
+		out = bytes.Clone(b)
 	}
 	if cap(b) <= maxScratchJSON {
 		*p = b
 		jsonScratch.Put(p)
 	}
-	if ok {
-		return out, nil
+	if !ok {
+		return json.Marshal(d)
 	}
-	return json.Marshal(d)
+	return out, nil
 }
 
 // jsonScratch holds the buffers marshalJSON writes into before it copies
