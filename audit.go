@@ -19,10 +19,11 @@ import (
 // store.go). Record and Flush go through the intake; the writer drains it
 // into the store; queries use the store directly.
 type AuditService struct {
-	cfg   config
-	log   *slog.Logger
-	chain hasher
-	cols  columnArgs // the arguments of insertColumns INSERTs (insert_columns.go), under the store's writeMu
+	cfg     config
+	log     *slog.Logger
+	chain   hasher
+	cols    columnArgs // the arguments of insertColumns INSERTs (insert_columns.go), under the store's writeMu
+	copyBuf []byte     // the data of COPYs (pgcopy.go), under the store's writeMu
 
 	in    intake
 	st    store

@@ -56,6 +56,9 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 		}
 		auto = maxID.Valid && maxID.Int64 == lastID || !maxID.Valid && lastID == 0
 	}
+	if cp, ok := tx.(copier); ok && sess.q.copyIn != "" && !auto && !sess.noCopy.Load() && cp.canCopy() {
+		return s.appendCopy(ctx, sess, cp, recs, more, firstID, firstPrev)
+	}
 	if sess.q.insertCols != "" && !auto {
 		return s.appendColumns(ctx, sess, tx, recs, more, firstID, firstPrev)
 	}

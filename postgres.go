@@ -48,7 +48,8 @@ var postgresDialect = dialect{
 	// PostgreSQL's driver caches statements by their text, and fewer,
 	// bigger statements save round trips.
 	insertRows: insertChunk,
-	// A batch is one INSERT of an array per column: pgx sends each array
+	// A batch is one COPY where the driver is pgx's (pgcopy.go), and
+	// otherwise one INSERT of an array per column: pgx sends each array
 	// as one binary parameter, and the statement's text does not depend
 	// on the batch's size, so that it is prepared once per connection.
 	insertColumns: func(table string) string {
@@ -60,8 +61,12 @@ var postgresDialect = dialect{
 	// wait for the head row's lock does not end in a serialization
 	// failure; one that happens anyway (a deadlock, or a pooler that
 	// begins the transaction its own way) runs the transaction again at
-	// once, with a fresh head.
+	// once, with a fresh head; so does one whose COPY the table refused
+	// (pgcopy.go), with an INSERT.
 	retryNow: func(err error) bool {
+		if errors.Is(err, errCopyRefused) {
+			return true
+		}
 		switch sqlState(err) {
 		case "40001", "40P01": // serialization_failure, deadlock_detected
 			return true
@@ -112,19 +117,37 @@ const postgresLockTimeout = "5s"
 // services on one table and slow commits it could lose that race the
 // whole immediateRetries times.
 func beginPostgres(ctx context.Context, db *sql.DB) (writeTxn, error) {
-	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	conn, err := db.Conn(ctx)
 	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	tx, err := conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		conn.Close()
 		return nil, fmt.Errorf("begin: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = '"+postgresLockTimeout+"'"); err != nil {
 		_ = tx.Rollback()
+		conn.Close()
 		return nil, fmt.Errorf("set lock_timeout: %w", err)
 	}
-	return pgTxn{tx}, nil
+	return pgTxn{tx, conn}, nil
 }
 
-// pgTxn is a write transaction on PostgreSQL.
-type pgTxn struct{ *sql.Tx }
+// pgTxn is a write transaction on PostgreSQL, on a connection of its own
+// so that the batch's COPY (pgcopy.go) reaches the driver's.
+type pgTxn struct {
+	*sql.Tx
+	conn *sql.Conn
+}
 
-func (t pgTxn) commit() error { return t.Commit() }
-func (t pgTxn) rollback()     { _ = t.Rollback() }
+func (t pgTxn) commit() error {
+	err := t.Commit()
+	t.conn.Close()
+	return err
+}
+
+func (t pgTxn) rollback() {
+	_ = t.Rollback()
+	t.conn.Close()
+}

@@ -65,6 +65,7 @@ type queries struct {
 	insertHead string   // INSERT INTO t (columns) VALUES
 	insertAuto string   // the same without the id column (dialect.autoID)
 	insertCols string   // the batch's INSERT of an array per column (dialect.insertColumns); "" where there is none
+	copyIn     string   // the batch's COPY, where there is insertCols (pgcopy.go)
 	maxID      string   // the table's largest id, NULL when empty
 	pruneScan  string   // args: limit
 	pruneDel   string   // arg: last id
@@ -167,6 +168,7 @@ func newQueries(d *dialect, table string) queries {
 	q.insertAuto = `INSERT` + d.insertOr + ` INTO ` + t + ` (` + strings.TrimPrefix(columns, "id, ") + `) VALUES `
 	if d.insertColumns != nil {
 		q.insertCols = d.insertColumns(t)
+		q.copyIn = `COPY ` + t + ` (` + columns + `) FROM STDIN (FORMAT binary)`
 	}
 	q.maxID = `SELECT MAX(id) FROM ` + t
 	q.pruneScan = `SELECT id, time, hash FROM ` + t + ` ORDER BY id LIMIT ` + d.ph(1)

@@ -24,6 +24,7 @@ type counters struct {
 	lastErr                              atomic.Pointer[error] // the writer's last failure; nil after a success
 	oldest                               atomic.Int64          // Unix ns: acceptance of the in-flight batch's first entry; 0 when none
 	lastCommit, commitNanos              atomic.Int64          // Unix ns of the last commit, and how long it took
+	copied                               atomic.Uint64         // entries sent by COPY (pgcopy.go), committed or not; not in Stats
 }
 
 // Stats are counters of a service since New.

@@ -69,6 +69,10 @@ type session struct {
 	// otherwise than the chain (see appendChain): the writer names them
 	// from then on.
 	explicitIDs atomic.Bool
+	// noCopy is set once the table refused the batch's COPY in the binary
+	// format (a column of another type than the library's, see
+	// appendCopy): the writer inserts with insertCols from then on.
+	noCopy atomic.Bool
 	// stmts holds List's and Count's queries, prepared on first use: one
 	// per combination of Filter fields at most (a few hundred).
 	stmts sync.Map // query text -> *sql.Stmt
