@@ -70,20 +70,26 @@ const (
 //     that many goroutines, a table with an index per filter column;
 //   - async/callers=16: 16 goroutines Record N entries, then Flush (x-hand,
 //     x-naive), and cost-x-notree, its time over that of
-//   - async-notree/callers=16: the same without the Merkle tree;
+//   - async-notree/callers=16: the same without the Merkle tree (the two
+//     run four times each a round, ABBA twice, and each round's figure
+//     is the mean of four);
 //   - sync/callers=64: 64 goroutines Record in sync mode (x-naive), as
 //     many entries as naive/callers=64.
 func BenchmarkRealisticIngest(b *testing.B) {
 	n := realEnvInt(b, "AUDIT_REALISTIC_N", 100_000)
 	syncN := realEnvInt(b, "AUDIT_REALISTIC_SYNC_N", realSyncN)
 	entries := realEntries(1, max(n, syncN))
+	async := realCase{"async/callers=16", func(b *testing.B, es []Entry) float64 { return realLibrary(b, es, 16, WithAsync(true)) }, n}
+	notree := realCase{"async-notree/callers=16", func(b *testing.B, es []Entry) float64 {
+		return realLibrary(b, es, 16, WithAsync(true), withoutTree())
+	}, n}
 	realRunIngest(b, entries, true, []realCase{
 		{"hand", realHand, n},
 		{"naive/callers=16", func(b *testing.B, es []Entry) float64 { return realNaive(b, es, 16) }, min(n, realNaiveN)},
-		{"async/callers=16", func(b *testing.B, es []Entry) float64 { return realLibrary(b, es, 16, WithAsync(true)) }, n},
-		{"async-notree/callers=16", func(b *testing.B, es []Entry) float64 {
-			return realLibrary(b, es, 16, WithAsync(true), withoutTree())
-		}, n},
+		// With and without the tree four times each, ABBA twice: a
+		// difference of a few percent between runs that vary by ±10%,
+		// its drift within the round cancelled.
+		async, notree, notree, async, async, notree, notree, async,
 		{"naive/callers=64", func(b *testing.B, es []Entry) float64 { return realNaive(b, es, 64) }, syncN},
 		{"sync/callers=64", func(b *testing.B, es []Entry) float64 { return realLibrary(b, es, 64, WithAsync(false)) }, syncN},
 	})
@@ -110,17 +116,21 @@ func realRunIngest(b *testing.B, entries []Entry, files bool, cases []realCase) 
 	sizes := map[string][]float64{} // file bytes per entry, per round
 	only := realOnly(b)
 	for range rounds {
+		round := map[string][]float64{} // a case listed k times runs k times, its figure the mean
 		for _, c := range cases {
 			if !only(c.name) {
 				continue
 			}
 			realQuiesce()
 			written, ok := realWritten()
-			ns[c.name] = append(ns[c.name], c.run(b, entries[:c.n]))
+			round[c.name] = append(round[c.name], c.run(b, entries[:c.n]))
 			if after, ok2 := realWritten(); files && ok && ok2 {
 				wa[c.name] = append(wa[c.name], float64(after-written)/float64(c.n))
 				sizes[c.name] = append(sizes[c.name], float64(realLastSize)/float64(c.n))
 			}
+		}
+		for name, runs := range round {
+			ns[name] = append(ns[name], mean(runs))
 		}
 	}
 	ratio := func(base, of string) []float64 { // none when either was left out
@@ -130,10 +140,12 @@ func realRunIngest(b *testing.B, entries []Entry, files bool, cases []realCase) 
 		}
 		return out
 	}
+	reported := map[string]bool{}
 	for _, c := range cases {
-		if !only(c.name) {
+		if !only(c.name) || reported[c.name] {
 			continue
 		}
+		reported[c.name] = true
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportMetric(median(ns[c.name]), "ns/op") // per entry, as tools/bench reads it
 			b.ReportMetric(1e9/median(ns[c.name]), "entries/s")
@@ -387,6 +399,18 @@ func realEnvInt(b *testing.B, name string, def int) int {
 	require.NoError(b, err, name)
 	require.Positive(b, n, name)
 	return n
+}
+
+// mean returns the mean of vs, 0 for none.
+func mean(vs []float64) float64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	sum := 0.0
+	for _, v := range vs {
+		sum += v
+	}
+	return sum / float64(len(vs))
 }
 
 // median returns the median of vs (the mean of the middle two for an even
