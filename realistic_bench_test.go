@@ -86,9 +86,10 @@ func BenchmarkRealisticIngest(b *testing.B) {
 	realRunIngest(b, entries, true, []realCase{
 		{"hand", realHand, n},
 		{"naive/callers=16", func(b *testing.B, es []Entry) float64 { return realNaive(b, es, 16) }, min(n, realNaiveN)},
-		// Sync mode before the eight runs below: it waits for an fsync a
-		// transaction, and after their 800 MB of writes the disk gave it
-		// 7.15× (7.84 7.15 5.65), against 9.38× (10.13 8.10 9.38) alone.
+		// Sync mode before the eight runs below, so that its figure does
+		// not depend on how many of them a round has (measured: 7.15×
+		// after them and 7.12× before, in two tools/bench runs; 9.38×
+		// alone).
 		{"naive/callers=64", func(b *testing.B, es []Entry) float64 { return realNaive(b, es, 64) }, syncN},
 		{"sync/callers=64", func(b *testing.B, es []Entry) float64 { return realLibrary(b, es, 64, WithAsync(false)) }, syncN},
 		// With and without the tree four times each, ABBA twice: a
