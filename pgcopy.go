@@ -54,7 +54,7 @@ func pgCopyOfType(t reflect.Type) pgCopyFunc {
 		return m, ok && m.Type.NumIn() == 1 && m.Type.NumOut() == 1
 	}
 	conn, ok := getter(t, "Conn")
-	if !ok {
+	if !ok || conn.Type.Out(0).Kind() != reflect.Pointer {
 		return nil
 	}
 	pg, ok := getter(conn.Type.Out(0), "PgConn")
@@ -119,6 +119,7 @@ func appendCopyRow(b []byte, id int64, r *record, prev, hash string) []byte {
 
 // copier is a write transaction that may COPY rows into a table.
 type copier interface {
+	execer
 	// canCopy reports whether the driver has COPY.
 	canCopy() bool
 	// copyFrom runs query, a COPY ... FROM STDIN, with data, and returns
@@ -126,28 +127,20 @@ type copier interface {
 	copyFrom(ctx context.Context, query string, data []byte) (int64, error)
 }
 
-// appendCopy is appendColumns by COPY: one COPY per set of entries, recs
-// and then each that more returns.
+// appendCopy is appendColumns by COPY: one COPY per set of entries
+// (appendSets).
 func (s *AuditService) appendCopy(ctx context.Context, sess *session, tx copier, recs []*record, more refill, firstID int64, firstPrev string) error {
-	lastID, lastHash := firstID-1, firstPrev
-	hashes := make([]string, 0, len(recs))
 	buf := s.copyBuf[:0]
 	defer func() {
 		if cap(buf) <= maxKeptCopyBuf {
 			s.copyBuf = buf[:0]
 		}
 	}()
-	for next := recs; len(next) > 0; {
-		if lastID > math.MaxInt64-int64(len(next)) {
-			return errNoIDLeft(sess, lastID, len(next))
-		}
+	return s.appendSets(ctx, sess, tx, recs, more, firstID, firstPrev, func(set []*record, first int64, prev string, hashes []string) error {
 		buf = append(buf[:0], pgCopyHeader...)
-		for _, r := range next {
-			lastID++
-			hash := s.chain.hash(lastHash, r)
-			buf = appendCopyRow(buf, lastID, r, lastHash, hash)
-			lastHash = hash
-			hashes = append(hashes, hash)
+		for i, r := range set {
+			buf = appendCopyRow(buf, first+int64(i), r, prev, hashes[i])
+			prev = hashes[i]
 		}
 		buf = binary.BigEndian.AppendUint16(buf, math.MaxUint16) // the trailer: -1
 		n, err := tx.copyFrom(ctx, sess.q.copyIn, buf)
@@ -159,20 +152,16 @@ func (s *AuditService) appendCopy(ctx context.Context, sess *session, tx copier,
 				// session inserts from now on, beginning with the run
 				// again of this transaction.
 				sess.noCopy.Store(true)
-				return fmt.Errorf("copy %d entries: %w: %w", len(next), errCopyRefused, err)
+				return fmt.Errorf("copy %d entries: %w: %w", len(set), errCopyRefused, err)
 			}
-			return fmt.Errorf("copy %d entries: %w", len(next), err)
+			return fmt.Errorf("copy %d entries: %w", len(set), err)
 		}
-		if n != int64(len(next)) {
-			return fmt.Errorf("copy %d entries: the server copied %d", len(next), n)
+		if n != int64(len(set)) {
+			return fmt.Errorf("copy %d entries: the server copied %d", len(set), n)
 		}
 		s.stats.copied.Add(uint64(n))
-		next = nil
-		if more != nil {
-			next = more(lastID + 1)
-		}
-	}
-	return s.advance(ctx, tx.(execer), sess, firstID, firstPrev, hashes, lastID, lastHash)
+		return nil
+	})
 }
 
 // errCopyRefused marks a COPY that the table's column types refused:
