@@ -115,8 +115,14 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 		}
 		return nil
 	}
-	// Full chunks go in as they fill; a short one only at the end, so that
-	// entries taken a few at a time still go in rowsPer to an INSERT.
+	// Full chunks go in as they fill, so that entries taken a few at a
+	// time still go in rowsPer to an INSERT. A short one goes in when
+	// nothing more is queued, and the transaction then takes what arrived
+	// while it ran: it ends only when nothing did. In sync mode, the
+	// callers answered by the last commit record their next entries
+	// while this transaction inserts, a few at a time; a transaction that
+	// ended at the first empty queue left about a third of them to the
+	// next one (the README's "Batches that grow").
 	pend := make([]*record, 0, 2*rowsPer)
 	for next := recs; len(next) > 0; {
 		if lastID > math.MaxInt64-int64(len(pend)+len(next)) {
@@ -135,10 +141,14 @@ func (s *AuditService) appendChain(ctx context.Context, sess *session, tx execer
 		if more != nil {
 			next = more(lastID + int64(len(pend)) + 1)
 		}
-	}
-	if len(pend) > 0 {
-		if err := insert(pend); err != nil {
-			return err
+		if len(next) == 0 && len(pend) > 0 {
+			if err := insert(pend); err != nil {
+				return err
+			}
+			pend = pend[:0]
+			if more != nil {
+				next = more(lastID + 1)
+			}
 		}
 	}
 	return s.advance(ctx, tx, sess, firstID, firstPrev, hashes, lastID, lastHash)
