@@ -24,11 +24,12 @@ func (s *AuditService) insertBatch(ctx context.Context, sess *session, b *inflig
 
 // refill returns more entries for a write transaction to append, given the
 // ID the next one gets: what the queue holds now, up to the batch's limit;
-// none ends the transaction.
+// none, once everything taken is inserted, ends the transaction (SQLite's
+// appendChain inserts a short chunk that waits, and asks again).
 type refill func(next int64) []*record
 
 // appendChain is insertBatch's work inside the write transaction tx: recs,
-// then whatever more returns, until it returns none.
+// then whatever more returns, until it returns none right after an INSERT.
 //
 // Where the dialect numbers rows itself (sqlite's rowid: one more than the
 // largest, see dialect.autoID) and the table's largest ID is the chain

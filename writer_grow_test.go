@@ -69,8 +69,8 @@ func TestBatchesGrowWhileCommitsLag(t *testing.T) {
 // are), IDs and the chain continuous, the tree over all of them (Verify
 // checks both), in sets of any size (SQLite: a short one carried over into
 // the next full INSERT, a lone entry, several full chunks, a short chunk
-// that goes in when nothing more is queued; PostgreSQL: an INSERT per
-// set).
+// that goes in when nothing more is queued; PostgreSQL: a COPY, or an
+// INSERT, per set).
 func TestTransactionTakesWhatArrivesMeanwhile(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *backend) {
 		ctx := context.Background()
@@ -110,19 +110,34 @@ func TestTransactionTakesWhatArrivesMeanwhile(t *testing.T) {
 			}
 		}
 		var seen []int
-		given, refills := 10, sizes
+		var tx execer // the transaction, which sees its own rows
+		inTx := func() int {
+			var n int
+			require.NoError(t, tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+quote(st.table)).Scan(&n))
+			return n
+		}
+		given, refills, empty := 10, sizes, false
 		more := func(next int64) []*record {
 			assert.Equal(t, int64(given+1), next, "refill %d is told the ID its first entry gets", len(seen))
 			seen = append(seen, committed())
+			if empty || len(refills) == 0 || st.kind != "sqlite" {
+				// A refill after an empty one, and the last, come after
+				// an INSERT of everything taken (on PostgreSQL, each).
+				assert.Equal(t, given, inTx(), "refill %d: entries inserted in the transaction", len(seen))
+			}
 			if len(refills) == 0 {
 				return nil
 			}
 			n := refills[0]
 			refills = refills[1:]
 			given += n
+			empty = n == 0
 			return recs(given-n, n)
 		}
-		require.NoError(t, s.insertBatch(ctx, sess, &inflight{recs: recs(0, 10)}, more))
+		require.NoError(t, s.st.writeTx(ctx, sess, func(t execer) error {
+			tx = t
+			return s.appendChain(ctx, sess, t, recs(0, 10), more)
+		}))
 
 		total := given
 		assert.Equal(t, wantCalls, len(seen), "refills")
