@@ -83,7 +83,7 @@ func (c *columnArgs) fill(recs []*record, first int64, prev string, hashes []str
 }
 
 // columnArgs are the writer's arguments of a dialect's insertColumns,
-// kept from batch to batch (see chainColumns).
+// kept from batch to batch (see fill).
 type columnArgs struct {
 	ids         []int64
 	text        []string // the seven text columns of the batch before the hashes, one after another
