@@ -113,28 +113,47 @@ type realCase struct {
 // x-naive of async/callers=16, its cost-x-notree, x-naive of
 // sync/callers=64. files: the cases write SQLite files, whose bytes
 // written and sizes are reported too (wa-bytes/entry, db-bytes/entry).
+// Where /proc tells it (Linux), each case that times through realCallers
+// reports its CPU time (realReportCPU: with the local PostgreSQL
+// server's when files is false), and sync/callers=64 the cores that 8×
+// naive/callers=64's rate would take at its CPU time an entry
+// (cores-for-goal).
 func realRunIngest(b *testing.B, entries []Entry, files bool, cases []realCase) {
 	rounds := realEnvInt(b, "AUDIT_REALISTIC_ROUNDS", 3)
-	ns := map[string][]float64{}    // per round
-	wa := map[string][]float64{}    // wchar bytes per entry, per round
-	sizes := map[string][]float64{} // file bytes per entry, per round
+	ns := map[string][]float64{}     // per round
+	wa := map[string][]float64{}     // wchar bytes per entry, per round
+	sizes := map[string][]float64{}  // file bytes per entry, per round
+	cpu := map[string][]realCPUUse{} // the timed part's CPU, per round (Linux)
 	only := realOnly(b)
 	for range rounds {
 		round := map[string][]float64{} // a case listed k times runs k times, its figure the mean
+		roundCPU := map[string][]realCPUUse{}
 		for _, c := range cases {
 			if !only(c.name) {
 				continue
 			}
 			realQuiesce()
 			written, ok := realWritten()
+			realLastCPU = realCPUUse{}
 			round[c.name] = append(round[c.name], c.run(b, entries[:c.n]))
 			if after, ok2 := realWritten(); files && ok && ok2 {
 				wa[c.name] = append(wa[c.name], float64(after-written)/float64(c.n))
 				sizes[c.name] = append(sizes[c.name], float64(realLastSize)/float64(c.n))
 			}
+			if u := realLastCPU; u.wall > 0 {
+				roundCPU[c.name] = append(roundCPU[c.name], u)
+			}
 		}
 		for name, runs := range round {
 			ns[name] = append(ns[name], mean(runs))
+		}
+		for name, runs := range roundCPU {
+			var sum realCPUUse
+			for _, u := range runs {
+				sum.self, sum.server, sum.wall = sum.self+u.self, sum.server+u.server, sum.wall+u.wall
+			}
+			k := time.Duration(len(runs))
+			cpu[name] = append(cpu[name], realCPUUse{self: sum.self / k, server: sum.server / k, wall: sum.wall / k})
 		}
 	}
 	ratio := func(base, of string) []float64 { // none when either was left out
@@ -162,6 +181,7 @@ func realRunIngest(b *testing.B, entries []Entry, files bool, cases []realCase) 
 				b.ReportMetric(median(wa[c.name]), "wa-bytes/entry")
 				b.ReportMetric(median(sizes[c.name]), "db-bytes/entry")
 			}
+			realReportCPU(b, cpu[c.name], c.n, !files)
 			switch c.name {
 			case "async/callers=16":
 				realReportRatio(b, ratio("hand", c.name), "x-hand")
@@ -169,6 +189,7 @@ func realRunIngest(b *testing.B, entries []Entry, files bool, cases []realCase) 
 				realReportRatio(b, ratio(c.name, "async-notree/callers=16"), "cost-x-notree")
 			case "sync/callers=64":
 				realReportRatio(b, ratio("naive/callers=64", c.name), "x-naive")
+				realReportCores(b, cpu[c.name], ns["naive/callers=64"], c.n, 8, !files)
 			}
 		})
 	}
@@ -345,6 +366,7 @@ func realCallers(b *testing.B, n, callers int, op func(i int) error, finish func
 			}
 		}()
 	}
+	cpu0, cpuOK := realCPU()
 	began := time.Now()
 	close(start)
 	wg.Wait()
@@ -352,6 +374,9 @@ func realCallers(b *testing.B, n, callers int, op func(i int) error, finish func
 		require.NoError(b, finish())
 	}
 	elapsed := time.Since(began)
+	if cpu1, ok := realCPU(); cpuOK && ok {
+		realLastCPU = realCPUUse{self: cpu1.self - cpu0.self, server: cpu1.server - cpu0.server, wall: elapsed}
+	}
 	close(errs)
 	for err := range errs {
 		require.NoError(b, err)
@@ -429,4 +454,155 @@ func median(vs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// realCPUUse is CPU time over a case's timed part (realCallers): self,
+// this process's (the library's or the baseline's Go side, and SQLite
+// within it); server, the local PostgreSQL server's processes'.
+type realCPUUse struct {
+	self, server, wall time.Duration
+}
+
+// realLastCPU is the last timed part's CPU time, zero where /proc cannot
+// tell it or the case did not time through realCallers.
+var realLastCPU realCPUUse
+
+// realTick is the unit of /proc's CPU times (USER_HZ, 100 on Linux).
+const realTick = 10 * time.Millisecond
+
+// realCPU returns this process's CPU time (utime and stime of
+// /proc/self/stat) and that of the processes named postgres, the
+// postmaster's reaped children included (its cutime and cstime), so that
+// a backend that ends between two calls still counts; false where there
+// is no /proc.
+func realCPU() (realCPUUse, bool) {
+	self, ok := realProcCPU("self")
+	if !ok {
+		return realCPUUse{}, false
+	}
+	u := realCPUUse{self: self.own}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		if d.Name()[0] < '0' || d.Name()[0] > '9' {
+			continue
+		}
+		if p, ok := realProcCPU(d.Name()); ok && p.comm == "postgres" {
+			u.server += p.own
+			if p.parent != "postgres" {
+				u.server += p.children // the postmaster
+			}
+		}
+	}
+	return u, true
+}
+
+// realProc is what realProcCPU reads of a process.
+type realProc struct {
+	comm, parent  string // the names of the process and of its parent
+	own, children time.Duration
+}
+
+// realProcCPU reads /proc/PID/stat: the process's name, its parent's, its
+// CPU time (utime, stime) and its reaped children's (cutime, cstime).
+func realProcCPU(pid string) (realProc, bool) {
+	comm, f, ok := realProcStat(pid)
+	if !ok || len(f) < 15 {
+		return realProc{}, false
+	}
+	ticks := func(fields []string) time.Duration {
+		var t time.Duration
+		for _, s := range fields {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return 0
+			}
+			t += time.Duration(n) * realTick
+		}
+		return t
+	}
+	p := realProc{comm: comm, own: ticks(f[11:13]), children: ticks(f[13:15])}
+	if comm == "postgres" {
+		p.parent, _, _ = realProcStat(f[1])
+	}
+	return p, true
+}
+
+// realProcStat returns the name of the process of /proc/PID/stat and the
+// fields after it (the state first: the parent's PID is the second).
+func realProcStat(pid string) (string, []string, bool) {
+	data, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return "", nil, false
+	}
+	return realParseStat(string(data))
+}
+
+// realParseStat splits a /proc/PID/stat line into the process's name and
+// the fields after it.
+func realParseStat(line string) (string, []string, bool) {
+	// The name, in parentheses, may hold spaces and parentheses.
+	open, end := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
+	if open < 0 || end < open {
+		return "", nil, false
+	}
+	return line[open+1 : end], strings.Fields(line[end+1:]), true
+}
+
+// realReportCPU reports the medians over the rounds of the CPU time an
+// entry of this process (go-cpu-us/entry), of the local PostgreSQL server
+// where server is set (server-cpu-us/entry), and of both (cpu-us/entry),
+// and the cores they kept busy (cores: that CPU time over the wall time);
+// it logs every round's. n is the case's entries.
+func realReportCPU(b *testing.B, rounds []realCPUUse, n int, server bool) {
+	b.Helper()
+	if len(rounds) == 0 {
+		return
+	}
+	var self, srv, all, cores []float64
+	for _, u := range rounds {
+		total := realTotalCPU(u, server)
+		self = append(self, float64(u.self.Microseconds())/float64(n))
+		srv = append(srv, float64(u.server.Microseconds())/float64(n))
+		all = append(all, float64(total.Microseconds())/float64(n))
+		cores = append(cores, total.Seconds()/u.wall.Seconds())
+	}
+	report := func(vs []float64, unit string, decimals int) {
+		b.Helper()
+		b.ReportMetric(median(vs), unit)
+		realLogRounds(b, vs, unit, decimals)
+	}
+	report(self, "go-cpu-us/entry", 1)
+	if server {
+		report(srv, "server-cpu-us/entry", 1)
+	}
+	report(all, "cpu-us/entry", 1)
+	report(cores, "cores", 2)
+}
+
+// realTotalCPU is the CPU time of this process, and of the local
+// PostgreSQL server's where server is set.
+func realTotalCPU(u realCPUUse, server bool) time.Duration {
+	if server {
+		return u.self + u.server
+	}
+	return u.self
+}
+
+// realReportCores reports the cores of CPU that factor times the
+// baseline's rate would take at the case's CPU time an entry
+// (cores-for-goal), round by round: the case's CPU time an entry
+// (realTotalCPU) times factor times the baseline's entries a second in
+// the same round. baseNS are the baseline's ns an entry per round.
+func realReportCores(b *testing.B, rounds []realCPUUse, baseNS []float64, n int, factor float64, server bool) {
+	b.Helper()
+	need := make([]float64, min(len(rounds), len(baseNS)))
+	if len(need) == 0 {
+		return
+	}
+	for i := range need {
+		perEntry := realTotalCPU(rounds[i], server).Seconds() / float64(n)
+		need[i] = perEntry * factor * 1e9 / baseNS[i]
+	}
+	b.ReportMetric(median(need), "cores-for-goal")
+	realLogRounds(b, need, "cores-for-goal", 2)
 }
