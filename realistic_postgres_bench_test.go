@@ -13,9 +13,10 @@ import (
 
 // BenchmarkRealisticIngestPostgres is BenchmarkRealisticIngest on the
 // PostgreSQL server of AUDIT_TEST_POSTGRES_DSN (skipped without one): the
-// same cases, rounds and entries, each on a fresh table. Ingest says
-// nothing on a server with fsync=off (as CI's is): give it one with fsync
-// on.
+// same cases, rounds and entries, each on a fresh table, and realCeiling,
+// the writer alone at sync mode's 64-entry transactions, which sync mode
+// is measured against (x-ceiling). Ingest says nothing on a server with
+// fsync=off (as CI's is): give it one with fsync on.
 func BenchmarkRealisticIngestPostgres(b *testing.B) {
 	n := realEnvInt(b, "AUDIT_REALISTIC_N", 100_000)
 	entries := realEntries(1, n)
@@ -25,6 +26,9 @@ func BenchmarkRealisticIngestPostgres(b *testing.B) {
 		{"async/callers=16", func(b *testing.B, es []Entry) float64 { return realLibraryPostgres(b, es, 16, WithAsync(true)) }, n},
 		{"naive/callers=64", func(b *testing.B, es []Entry) float64 { return realNaivePostgres(b, es, 64) }, min(n, 2*realSyncN)},
 		{"sync/callers=64", func(b *testing.B, es []Entry) float64 { return realLibraryPostgres(b, es, 64, WithAsync(false)) }, min(n, 2*realSyncN)},
+		{realCeiling, func(b *testing.B, es []Entry) float64 {
+			return realLibraryPostgres(b, es, 16, WithAsync(true), WithBatchSize(64))
+		}, min(n, 2*realSyncN)},
 	})
 }
 
