@@ -20,6 +20,8 @@ import (
 func BenchmarkRealisticIngestPostgres(b *testing.B) {
 	n := realEnvInt(b, "AUDIT_REALISTIC_N", 100_000)
 	entries := realEntries(1, n)
+	realPostmaster = realFindPostmaster(b, postgresDSN(b))
+	defer func() { realPostmaster = "" }()
 	realRunIngest(b, entries, false, []realCase{
 		{"hand", realHandPostgres, n},
 		{"naive/callers=16", func(b *testing.B, es []Entry) float64 { return realNaivePostgres(b, es, 16) }, min(n, 4*realNaiveN)},
