@@ -123,8 +123,8 @@ type realCase struct {
 // sync/callers=64. files: the cases write SQLite files, whose bytes
 // written and sizes are reported too (wa-bytes/entry, db-bytes/entry).
 // Where /proc tells it (Linux), each case that times through realCallers
-// reports its CPU time (realReportCPU: with the local PostgreSQL
-// server's when files is false). Where the cases include realCeiling,
+// reports its CPU time (realReportCPU: where files is false, with that
+// of the server of realPostmaster). Where the cases include realCeiling,
 // sync/callers=64 reports its rate over the ceiling's (x-ceiling) and the
 // ceiling its x-naive against naive/callers=64.
 func realRunIngest(b *testing.B, entries []Entry, files bool, cases []realCase) {
@@ -495,12 +495,8 @@ var realPostmaster string
 const realTick = 10 * time.Millisecond
 
 // realCPU returns this process's CPU time (utime and stime of
-// /proc/self/stat) and, where realPostmaster is set, its server's: the
-// postmaster's own, its reaped children's (cutime and cstime), so that a
-// backend that ends between two calls still counts, and its live
-// children's. The postmaster is read first: a backend reaped during the
-// scan goes uncounted, never counted twice. False where there is no
-// /proc.
+// /proc/self/stat) and, where realPostmaster is set, its server's
+// (realServerCPU); false where there is no /proc.
 func realCPU() (realCPUUse, bool) {
 	self, ok := realProcCPU("self")
 	if !ok {
@@ -514,8 +510,11 @@ func realCPU() (realCPUUse, bool) {
 }
 
 // realServerCPU returns the CPU time of the process pid (a postmaster)
-// and its children, reaped and live (see realCPU); false where /proc has
-// no such process.
+// and its children: its own, its reaped children's (cutime and cstime),
+// so that a backend that ends between two calls still counts, and its
+// live children's. The postmaster is read first: a backend reaped during
+// the scan goes uncounted, never counted twice. False where /proc has no
+// such process.
 func realServerCPU(pid string) (time.Duration, bool) {
 	pm, ok := realProcCPU(pid)
 	if !ok {
@@ -550,10 +549,16 @@ func realProcCPU(pid string) (realProc, bool) {
 	return realParseProc(string(data))
 }
 
-// realParseProc parses a /proc/PID/stat line for realProcCPU.
+// realParseProc parses a /proc/PID/stat line for realProcCPU. The name,
+// in parentheses, may hold spaces and parentheses: the fields are counted
+// after the last ')', the state first, the parent's PID second.
 func realParseProc(line string) (realProc, bool) {
-	comm, f, ok := realParseStat(line)
-	if !ok || len(f) < 15 {
+	open, end := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
+	if open < 0 || end < open {
+		return realProc{}, false
+	}
+	comm, f := line[open+1:end], strings.Fields(line[end+1:])
+	if len(f) < 15 {
 		return realProc{}, false
 	}
 	ticks := func(fields []string) (time.Duration, bool) {
@@ -595,17 +600,6 @@ func realFindPostmaster(b *testing.B, dsn string) string {
 	return p.parent
 }
 
-// realParseStat splits a /proc/PID/stat line into the process's name and
-// the fields after it.
-func realParseStat(line string) (string, []string, bool) {
-	// The name, in parentheses, may hold spaces and parentheses.
-	open, end := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
-	if open < 0 || end < open {
-		return "", nil, false
-	}
-	return line[open+1 : end], strings.Fields(line[end+1:]), true
-}
-
 // realReportCPU reports the medians over the rounds of the CPU time an
 // entry of this process (go-cpu-us/entry), and of all that wrote the
 // entries (cpu-us/entry) and the cores they kept busy (cores: that CPU
@@ -619,12 +613,10 @@ func realReportCPU(b *testing.B, rounds []realCPUUse, n int, external bool) {
 	if len(rounds) == 0 {
 		return
 	}
-	server := external
-	for _, u := range rounds {
-		server = server && u.serverOK
-	}
 	var self, srv, all, cores []float64
+	measured := true // the server's CPU, in every round
 	for _, u := range rounds {
+		measured = measured && u.serverOK
 		total := u.self + u.server
 		self = append(self, float64(u.self.Microseconds())/float64(n))
 		srv = append(srv, float64(u.server.Microseconds())/float64(n))
@@ -637,10 +629,10 @@ func realReportCPU(b *testing.B, rounds []realCPUUse, n int, external bool) {
 		realLogRounds(b, vs, unit, decimals)
 	}
 	report(self, "go-cpu-us/entry", 1)
-	if external && !server {
-		return
-	}
-	if server {
+	if external {
+		if !measured {
+			return
+		}
 		report(srv, "server-cpu-us/entry", 1)
 	}
 	report(all, "cpu-us/entry", 1)
